@@ -1,0 +1,37 @@
+# polyp-book: `make book` builds the book, `make test` runs every test.
+# Both create a virtualenv in .venv when none is active and install polyplib into it.
+SHELL := /bin/bash
+VENV ?= .venv
+ifdef VIRTUAL_ENV
+PY := python
+STAMP := $(VIRTUAL_ENV)/.polyplib-installed
+else
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.polyplib-installed
+endif
+export OMP_NUM_THREADS ?= 2
+export MPLBACKEND ?= Agg
+
+.PHONY: install test book bench clean
+
+$(VENV)/bin/python:
+	python3 -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q --upgrade pip
+
+$(STAMP): pyproject.toml | $(if $(VIRTUAL_ENV),,$(VENV)/bin/python)
+	$(PY) -m pip install -q -e ".[test,book]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+book: $(STAMP)
+	$(PY) -m polyplib book --profile smoke
+
+bench: $(STAMP)
+	$(PY) -m polyplib bench
+
+clean:
+	rm -rf book/_build .pytest_cache

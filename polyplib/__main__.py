@@ -1,0 +1,3 @@
+from polyplib.cli import main
+
+raise SystemExit(main())
