@@ -1,0 +1,415 @@
+"""One trainer for every segmentation model: AMP, accumulation, clipping, schedules, DDP, exact resume."""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+import resource
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import BatchSampler, DataLoader
+from torch.utils.data.distributed import DistributedSampler
+from tqdm.auto import tqdm
+
+from polyplib.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from polyplib.engine.config import TrainConfig
+from polyplib.engine.distributed import DistInfo, all_gather_objects, all_reduce_sum, cleanup, init_distributed
+from polyplib.errors import ConfigError
+
+FORMAT = "polyplib-train-v1"
+# options that may differ between a run and its resumption
+RESUMABLE_CHANGES = {"epochs", "out_dir", "progress", "workers", "device", "val_every", "save_every_steps"}
+
+
+@dataclass
+class TrainResult:
+    """What a finished run leaves behind (the Polyp-SAM trainer returns the same type)."""
+
+    out_dir: Path
+    last_checkpoint: Path
+    best_checkpoint: Path | None
+    best_metric: float | None
+    best_epoch: int | None
+    history: list[dict] = field(default_factory=list)
+    rank_digests: list[str] = field(default_factory=list)
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` picks CUDA when present, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"option device={name!r} is not a torch device; use auto, cpu or cuda[:N]") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"option device={name!r}: no CUDA device is available here; use device=cpu")
+    return device
+
+
+def resolve_precision(precision: str, device: torch.device) -> tuple[torch.dtype | None, bool]:
+    """Autocast dtype and whether a GradScaler is needed: auto = bf16 on GPUs that have it, fp16+scaler otherwise, fp32 on CPU."""
+    if precision == "auto":
+        if device.type != "cuda":
+            return None, False
+        precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if precision == "fp32":
+        return None, False
+    if precision == "fp16" and device.type != "cuda":
+        raise ConfigError("option precision=fp16 needs a CUDA device; use precision=fp32 or bf16 on the CPU")
+    return (torch.bfloat16, False) if precision == "bf16" else (torch.float16, True)
+
+
+def build_optimizer(params: Iterable[nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
+    """Adam (GMSRF-Net) or AdamW (Polyp-SAM)."""
+    cls = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
+    return cls([p for p in params if p.requires_grad], lr=config.lr, weight_decay=config.weight_decay)
+
+
+def warmup_cosine_factor(epoch: int, config: TrainConfig) -> float:
+    """Polyp-SAM schedule: linear warm-up from warmup_start_lr to lr, then cosine to min_lr at the last epoch (LR multiplier)."""
+    if epoch < config.warmup_epochs:
+        lr = config.warmup_start_lr + (config.lr - config.warmup_start_lr) * epoch / config.warmup_epochs
+    else:
+        span = max(config.epochs - config.warmup_epochs, 1)
+        progress = min((epoch - config.warmup_epochs) / span, 1.0)
+        lr = config.min_lr + 0.5 * (config.lr - config.min_lr) * (1 + math.cos(math.pi * progress))
+    return lr / config.lr
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig):
+    """None (constant), ReduceLROnPlateau on the validation loss (GMSRF code), or warm-up + cosine per epoch (Polyp-SAM)."""
+    if config.schedule == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, "min", factor=config.plateau_factor,
+                                                          patience=config.plateau_patience)
+    if config.schedule == "warmup-cosine":
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, partial(warmup_cosine_factor, config=config))
+    return None
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain module inside DDP and torch.compile wrappers."""
+    model = getattr(model, "_orig_mod", model)
+    if isinstance(model, nn.parallel.DistributedDataParallel):
+        model = model.module
+    return getattr(model, "_orig_mod", model)
+
+
+def weights_digest(model: nn.Module) -> str:
+    """SHA-256 of every tensor of the state dict (equal digests = bit-identical weights)."""
+    sha = hashlib.sha256()
+    for name, tensor in sorted(unwrap(model).state_dict().items()):
+        sha.update(name.encode())
+        sha.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return sha.hexdigest()
+
+
+def forward(model: nn.Module, batch: dict[str, Any]):
+    """Call the model with the image and whatever extra batch keys it declares (`extra_inputs`)."""
+    extra = getattr(unwrap(model), "extra_inputs", ())
+    return model(batch["image"], **{k: batch[k] for k in extra})
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak CUDA memory allocated, or the process's peak resident set on the CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    scale = 1 if sys.platform == "darwin" else 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    """Seed python, numpy and torch; deterministic kernels when asked (exact on the CPU)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    torch.backends.cudnn.benchmark = not deterministic
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+
+
+def to_device(batch: dict[str, Any], device: torch.device, channels_last: bool) -> dict[str, Any]:
+    """Move the tensors of a batch to `device` (images channels-last when asked)."""
+    out = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+    if channels_last:
+        out["image"] = out["image"].contiguous(memory_format=torch.channels_last)
+    return out
+
+
+def load_datasets(config: TrainConfig):
+    """The training and validation splits of the source dataset (validation never augmented)."""
+    from polyplib.data import load_dataset
+
+    common = dict(image_size=config.image_size, seed=config.seed, protocol=config.protocol, **config.dataset_options)
+    train_ds = load_dataset(config.dataset, config.root, split=config.train_split, augment=config.augment, **common)
+    val_ds = load_dataset(config.dataset, config.root, split=config.val_split, augment=False, **common)
+    overlap = {p.id for p in train_ds.pairs} & {p.id for p in val_ds.pairs}
+    if overlap:
+        raise ConfigError(f"protocol {config.protocol!r}: {len(overlap)} ids are in both {config.train_split} and "
+                          f"{config.val_split} (e.g. {sorted(overlap)[0]}); choose another protocol")
+    return train_ds, val_ds
+
+
+@torch.no_grad()
+def validate(model: nn.Module, loader: DataLoader, loss_fn, device: torch.device, amp_dtype, channels_last: bool,
+             info: DistInfo) -> dict[str, float]:
+    """Validation loss and GMSRF-protocol metrics (threshold 0.5) averaged over the images of all ranks."""
+    from polyplib.metrics import gmsrf_metrics
+
+    model.eval()
+    keys = ("dice", "iou", "recall", "precision")
+    sums = torch.zeros(len(keys) + 2, dtype=torch.float64)
+    for batch in loader:
+        batch = to_device(batch, device, channels_last)
+        with _autocast(device, amp_dtype):
+            out = forward(model, batch)
+        logits = (out[0] if isinstance(out, (tuple, list)) else out).float()
+        sums[-2] += float(loss_fn(logits, batch["mask"])) * logits.shape[0]
+        probs = torch.sigmoid(logits).cpu().numpy()
+        masks = batch["mask"].cpu().numpy() > 0.5
+        for prob, gt in zip(probs, masks):
+            scores = gmsrf_metrics(prob[0], gt[0])
+            sums[: len(keys)] += torch.tensor([float(scores[k]) for k in keys], dtype=torch.float64)
+        sums[-1] += logits.shape[0]
+    sums = all_reduce_sum(sums, info)
+    n = max(float(sums[-1]), 1.0)
+    model.train()
+    return {"val_loss": float(sums[-2]) / n, **{f"val_{k}": float(sums[i]) / n for i, k in enumerate(keys)}}
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None):
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
+
+
+def _epoch_batches(dataset, config: TrainConfig, info: DistInfo, epoch: int) -> list[list[int]]:
+    """This rank's batches of one epoch: a (seed, epoch)-seeded shuffle, whole accumulation groups, step cap applied."""
+    sampler = DistributedSampler(dataset, num_replicas=info.world_size, rank=info.rank, shuffle=True,
+                                 seed=config.seed, drop_last=len(dataset) >= info.world_size)
+    sampler.set_epoch(epoch)
+    indices = list(sampler)
+    drop = len(indices) >= config.batch_size
+    batches = list(BatchSampler(indices, config.batch_size, drop_last=drop))
+    steps = len(batches) // config.grad_accum
+    if config.max_steps_per_epoch:
+        steps = min(steps, config.max_steps_per_epoch)
+    if steps == 0:
+        raise ConfigError(f"dataset {config.dataset!r} split {config.train_split!r} has {len(dataset)} images: too few "
+                          f"for batch_size={config.batch_size} x grad_accum={config.grad_accum} x {info.world_size} "
+                          "process(es); lower batch_size")
+    return batches[: steps * config.grad_accum]
+
+
+class _Run:
+    """State of one training run (kept together so that checkpoints capture all of it)."""
+
+    def __init__(self, config: TrainConfig, resume: bool):
+        self.config = config
+        self.out = Path(config.out_dir)
+        self.device = resolve_device(config.device)
+        self.info = init_distributed(self.device)
+        if self.device.type == "cuda" and config.device == "auto":
+            self.device = torch.device("cuda", self.info.local_rank)
+            torch.cuda.set_device(self.device)
+        self.amp_dtype, use_scaler = resolve_precision(config.precision, self.device)
+        seed_everything(config.seed, config.deterministic)
+
+        from polyplib.losses import build_loss
+        from polyplib.models import create_model
+
+        self.train_ds, self.val_ds = load_datasets(config)
+        self.model = create_model(config.model, **config.model_options).to(self.device)
+        if config.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.loss_fn = build_loss(config.loss, **config.loss_options)
+        self.optimizer = build_optimizer(self.model.parameters(), config)
+        self.scheduler = build_scheduler(self.optimizer, config)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=use_scaler)
+        self.epoch, self.batches_done, self.global_step = 0, 0, 0
+        self.loss_sum, self.loss_count = 0.0, 0
+        self.best: dict[str, Any] = {"metric": None, "epoch": None}
+        self.history: list[dict] = []
+        if resume and (self.out / "last.pt").is_file():
+            self._restore(load_checkpoint(self.out / "last.pt"))
+        elif self.info.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "log.jsonl").write_text("")
+        if self.info.is_main:
+            config.save(self.out / "config.json")
+        self.net = self.model
+        if self.info.enabled:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        if config.compile:
+            self.net = torch.compile(self.net)
+
+    # -- checkpoints -------------------------------------------------------------------------------------------
+    def _state(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler else None, "scaler": self.scaler.state_dict(),
+            "rng": all_gather_objects(rng_state(), self.info), "epoch": self.epoch, "batches_done": self.batches_done,
+            "global_step": self.global_step, "loss_sum": self.loss_sum, "loss_count": self.loss_count,
+            "best": dict(self.best), "config": self.config.to_dict(), "world_size": self.info.world_size,
+            "split": {"train": [p.id for p in self.train_ds.pairs], "val": [p.id for p in self.val_ds.pairs]},
+        }
+
+    def save_last(self) -> None:
+        state = self._state()
+        if self.info.is_main:
+            save_checkpoint(state, self.out / "last.pt")
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        if state.get("format") != FORMAT:
+            raise ConfigError(f"{self.out / 'last.pt'} is not a polyplib training checkpoint; start without --resume")
+        saved = {k: v for k, v in state["config"].items() if k not in RESUMABLE_CHANGES}
+        now = {k: v for k, v in self.config.to_dict().items() if k not in RESUMABLE_CHANGES}
+        changed = sorted(k for k in now if saved.get(k) != now[k])
+        if changed or state["world_size"] != self.info.world_size:
+            what = ", ".join(changed) or f"world size {state['world_size']} -> {self.info.world_size}"
+            raise ConfigError(f"cannot resume {self.out}: the run was started with different {what}; "
+                              "use the same options or a new out_dir")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        set_rng_state(state["rng"][self.info.rank])
+        self.epoch, self.batches_done, self.global_step = state["epoch"], state["batches_done"], state["global_step"]
+        self.loss_sum, self.loss_count, self.best = state["loss_sum"], state["loss_count"], dict(state["best"])
+        log = self.out / "log.jsonl"
+        rows = [json.loads(line) for line in log.read_text().splitlines() if line] if log.is_file() else []
+        self.history = [row for row in rows if row["epoch"] < self.epoch]
+        if self.info.is_main:
+            log.write_text("".join(json.dumps(row) + "\n" for row in self.history))
+
+    # -- loop ----------------------------------------------------------------------------------------------------
+    def _optimizer_step(self) -> None:
+        cfg = self.config
+        if cfg.clip_value is not None or cfg.clip_norm is not None:
+            self.scaler.unscale_(self.optimizer)
+            if cfg.clip_value is not None:
+                nn.utils.clip_grad_value_(self.model.parameters(), cfg.clip_value)
+            if cfg.clip_norm is not None:
+                nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.global_step += 1
+
+    def _loader(self, dataset, batches, epoch: int) -> DataLoader:
+        gen = torch.Generator().manual_seed(self.config.seed * 1_000_003 + epoch)
+        return DataLoader(dataset, batch_sampler=batches, num_workers=self.config.workers, generator=gen,
+                          pin_memory=self.device.type == "cuda")
+
+    def train_epoch(self) -> dict[str, float]:
+        cfg, epoch = self.config, self.epoch
+        self.train_ds.set_epoch(epoch)
+        batches = _epoch_batches(self.train_ds, cfg, self.info, epoch)
+        todo = batches[self.batches_done:]
+        self.net.train()
+        bar = tqdm(total=len(batches) // cfg.grad_accum, initial=self.batches_done // cfg.grad_accum,
+                   desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not (cfg.progress and self.info.is_main),
+                   leave=False, dynamic_ncols=True)
+        start, images = time.perf_counter(), 0
+        for batch in self._loader(self.train_ds, todo, epoch):
+            batch = to_device(batch, self.device, cfg.channels_last)
+            last_micro = (self.batches_done + 1) % cfg.grad_accum == 0
+            sync = nullcontext() if last_micro or not self.info.enabled else self.net.no_sync()
+            with sync:
+                with _autocast(self.device, self.amp_dtype):
+                    loss = self.loss_fn(forward(self.net, batch), batch["mask"])
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"training loss is {float(loss)} at epoch {epoch + 1}, step {self.global_step}; "
+                                             "lower lr or use precision=fp32")
+                self.scaler.scale(loss / cfg.grad_accum).backward()
+            self.batches_done += 1
+            self.loss_sum += float(loss) * batch["image"].shape[0]
+            self.loss_count += batch["image"].shape[0]
+            images += batch["image"].shape[0] * self.info.world_size
+            if last_micro:
+                self._optimizer_step()
+                bar.update(1)
+                bar.set_postfix(loss=f"{self.loss_sum / self.loss_count:.4f}",
+                                img_s=f"{images / (time.perf_counter() - start):.1f}")
+                if cfg.save_every_steps and self.global_step % cfg.save_every_steps == 0 and self.batches_done < len(batches):
+                    self.save_last()
+        bar.close()
+        elapsed = time.perf_counter() - start
+        totals = all_reduce_sum(torch.tensor([self.loss_sum, self.loss_count], dtype=torch.float64), self.info)
+        return {"train_loss": float(totals[0] / totals[1]), "images_per_s": images / max(elapsed, 1e-9),
+                "train_time_s": elapsed}
+
+    def val_loader(self) -> DataLoader:
+        indices = list(range(self.info.rank, len(self.val_ds), self.info.world_size))
+        return self._loader(self.val_ds, list(BatchSampler(indices, self.config.batch_size, drop_last=False)), 0)
+
+    def improved(self, metrics: dict[str, float]) -> bool:
+        key = "val_dice" if self.config.select == "dice" else "val_loss"
+        value, best = metrics[key], self.best["metric"]
+        better = best is None or (value > best if self.config.select == "dice" else value < best)
+        if better:
+            self.best = {"metric": value, "epoch": self.epoch + 1}
+        return better
+
+    def run(self) -> TrainResult:
+        cfg = self.config
+        while self.epoch < cfg.epochs:
+            row: dict[str, Any] = {"epoch": self.epoch, "step": 0, "lr": self.optimizer.param_groups[0]["lr"]}
+            row.update(self.train_epoch())
+            row["step"] = self.global_step
+            if (self.epoch + 1) % cfg.val_every == 0 or self.epoch + 1 == cfg.epochs:
+                metrics = validate(self.net, self.val_loader(), self.loss_fn, self.device, self.amp_dtype,
+                                   cfg.channels_last, self.info)
+                row.update(metrics)
+                if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                    self.scheduler.step(metrics["val_loss"])
+                if self.improved(metrics) and self.info.is_main:
+                    save_checkpoint({"format": FORMAT, "model": self.model.state_dict(), "config": cfg.to_dict(),
+                                     "epoch": self.epoch + 1, "metrics": metrics,
+                                     "split": {"train": [p.id for p in self.train_ds.pairs],
+                                               "val": [p.id for p in self.val_ds.pairs]}}, self.out / "best.pt")
+            if isinstance(self.scheduler, torch.optim.lr_scheduler.LambdaLR):
+                self.scheduler.step()
+            row.update(peak_mem_mb=peak_memory_mb(self.device), time=time.time())
+            self.history.append(row)
+            self.epoch, self.batches_done, self.loss_sum, self.loss_count = self.epoch + 1, 0, 0.0, 0
+            if self.info.is_main:
+                with open(self.out / "log.jsonl", "a") as log:
+                    log.write(json.dumps(row) + "\n")
+                if cfg.progress:
+                    tqdm.write(_summary_line(row, cfg.epochs), file=sys.stderr)
+            self.save_last()
+        digests = all_gather_objects(weights_digest(self.model), self.info)
+        best_path = self.out / "best.pt"
+        result = TrainResult(self.out, self.out / "last.pt", best_path if best_path.is_file() else None,
+                             self.best["metric"], self.best["epoch"], self.history, digests)
+        if self.info.is_main:
+            (self.out / "result.json").write_text(json.dumps(
+                {"best_metric": result.best_metric, "best_epoch": result.best_epoch, "select": cfg.select,
+                 "rank_digests": digests, "epochs": cfg.epochs, "world_size": self.info.world_size}, indent=2) + "\n")
+        return result
+
+
+def _summary_line(row: dict[str, Any], epochs: int) -> str:
+    parts = [f"epoch {row['epoch'] + 1}/{epochs}", f"loss {row['train_loss']:.4f}"]
+    parts += [f"{k} {row[k]:.4f}" for k in ("val_loss", "val_dice") if k in row]
+    return " | ".join(parts + [f"{row['images_per_s']:.1f} img/s", f"lr {row['lr']:.2e}"])
+
+
+def train(config: TrainConfig, resume: bool = False) -> TrainResult:
+    """Train `config.model`; with `resume=True` continue from `<out_dir>/last.pt` (bit-identical on the CPU)."""
+    run = _Run(config, resume)
+    try:
+        return run.run()
+    finally:
+        cleanup(run.info)
