@@ -1,0 +1,128 @@
+"""Polyp-SAM (Li et al. 2023, §2): SAM with box prompts, `decoder` or `full` fine-tuning (Fig. 1 a/b)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from segment_anything.modeling import Sam
+from torch import nn
+from torch.utils.checkpoint import checkpoint as activation_checkpoint
+
+from polyplib.errors import ConfigError
+from polyplib.sam.build import build_sam
+from polyplib.sam.checkpoints import fetch_sam_checkpoint, load_sam_state
+from polyplib.sam.preprocess import check_mode, postprocess_logits, preprocess_images, scale_boxes
+
+STRATEGIES = ("decoder", "full")
+EMPTY_LOGIT = -20.0  # logit of images that have no box prompt (sigmoid ~ 2e-9)
+
+
+class PolypSAM(nn.Module):
+    """SAM prompted by one or more boxes per image; returns mask logits at the input resolution."""
+
+    extra_inputs = ("boxes",)
+
+    def __init__(self, sam: Sam, strategy: str = "decoder", preprocess: str = "sam",
+                 grad_checkpointing: bool = False, pretrained_source: str = "scratch") -> None:
+        super().__init__()
+        if strategy not in STRATEGIES:
+            raise ConfigError(f"strategy={strategy!r} is not known; use 'decoder' (Polyp-SAM Fig. 1a) or 'full' (1b)")
+        self.sam = sam
+        self.strategy = strategy
+        self.preprocess = check_mode(preprocess)
+        self.grad_checkpointing = grad_checkpointing
+        self.pretrained_source = pretrained_source
+        for module in self.frozen_modules():
+            module.requires_grad_(False)
+        self.train(False)
+
+    @property
+    def image_size(self) -> int:
+        """Side of SAM's square encoder input."""
+        return self.sam.image_encoder.img_size
+
+    def frozen_modules(self) -> list[nn.Module]:
+        """Image and prompt encoders under `decoder`, nothing under `full`."""
+        return [self.sam.image_encoder, self.sam.prompt_encoder] if self.strategy == "decoder" else []
+
+    def train(self, mode: bool = True) -> PolypSAM:
+        """Frozen encoders stay in eval mode while the rest trains."""
+        super().train(mode)
+        for module in self.frozen_modules():
+            module.eval()
+        return self
+
+    def encoder_key(self) -> dict:
+        """What an image embedding depends on besides the image (used by the embedding cache)."""
+        return {"preprocess": self.preprocess, "image_size": self.image_size}
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """[B,3,H,W] RGB in [0,1] -> image embeddings [B,C,S/16,S/16] (batched ViT, optional activation checkpointing)."""
+        enc = self.sam.image_encoder
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.strategy == "full"):
+            x = preprocess_images(images, self.image_size, self.preprocess, self.sam.pixel_mean, self.sam.pixel_std)
+            x = enc.patch_embed(x)
+            if enc.pos_embed is not None:
+                x = x + enc.pos_embed
+            for block in enc.blocks:
+                use_ckpt = self.grad_checkpointing and self.training and torch.is_grad_enabled()
+                x = activation_checkpoint(block, x, use_reentrant=False) if use_ckpt else block(x)
+            return enc.neck(x.permute(0, 3, 1, 2))
+
+    def decode(self, embeddings: torch.Tensor, boxes: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+        """Embeddings [B,C,h,w] + boxes [B,4] or [B,K,4] (NaN rows = no box) -> logits [B,1,H,W], union over boxes."""
+        batch = embeddings.shape[0]
+        if boxes.shape[-1] != 4 or boxes.shape[0] != batch or boxes.dim() not in (2, 3):
+            raise ConfigError(f"boxes must be [B,4] or [B,K,4] with B={batch}; got {tuple(boxes.shape)}")
+        boxes = boxes.reshape(batch, -1, 4).to(embeddings.device, torch.float32)
+        valid = ~boxes.isnan().any(-1)
+        image_idx = valid.nonzero(as_tuple=True)[0]
+        out = embeddings.new_full((batch, 1, *hw), EMPTY_LOGIT, dtype=torch.float32)
+        if image_idx.numel() == 0:
+            return out
+        scaled = scale_boxes(boxes[valid], hw, self.image_size, self.preprocess)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.strategy == "full"):
+            sparse, dense = self.sam.prompt_encoder(points=None, boxes=scaled, masks=None)
+            image_pe = self.sam.prompt_encoder.get_dense_pe()
+        low_res = self.decode_masks(embeddings[image_idx], image_pe, sparse, dense)
+        logits = postprocess_logits(low_res, hw, self.image_size, self.preprocess).float()
+        if image_idx.numel() == batch and bool((image_idx == torch.arange(batch, device=image_idx.device)).all()):
+            return logits
+        index = image_idx.view(-1, 1, 1, 1).expand_as(logits)
+        return out.scatter_reduce(0, index, logits, "amax", include_self=False)
+
+    def decode_masks(self, embeddings: torch.Tensor, image_pe: torch.Tensor, sparse: torch.Tensor,
+                     dense: torch.Tensor) -> torch.Tensor:
+        """MaskDecoder.predict_masks for one prompt per embedding row, single-mask output (multimask_output=False)."""
+        dec = self.sam.mask_decoder
+        n = sparse.shape[0]
+        tokens = torch.cat([dec.iou_token.weight, dec.mask_tokens.weight], dim=0).unsqueeze(0).expand(n, -1, -1)
+        tokens = torch.cat([tokens, sparse], dim=1)
+        src = embeddings + dense
+        b, c, h, w = src.shape
+        hs, src = dec.transformer(src, image_pe.expand(n, -1, -1, -1), tokens)
+        upscaled = dec.output_upscaling(src.transpose(1, 2).reshape(b, c, h, w))
+        hyper = dec.output_hypernetworks_mlps[0](hs[:, 1, :])
+        return (hyper.unsqueeze(1) @ upscaled.flatten(2)).view(n, 1, *upscaled.shape[-2:])
+
+    def forward(self, image: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+        """Polyp-SAM forward (§2.2): encode the batch, prompt with boxes in image pixels, logits at input size."""
+        if image.dim() != 4 or image.shape[1] != 3:
+            raise ConfigError(f"image must be [B,3,H,W] RGB in [0,1]; got {tuple(image.shape)}")
+        return self.decode(self.encode(image), boxes, tuple(image.shape[-2:]))
+
+
+def create_polyp_sam(size: str, strategy: str = "decoder", checkpoint: str | Path | None = None,
+                     allow_scratch: bool = False, preprocess: str = "sam", image_size: int | None = None,
+                     grad_checkpointing: bool = False, sam_url: str | None = None,
+                     weights_dir: str | Path | None = None) -> PolypSAM:
+    """Polyp-SAM of a SAM size: `checkpoint` file, else the official weights (cached download), else scratch if allowed."""
+    sam = build_sam(size, image_size=image_size)
+    if checkpoint is None and allow_scratch:
+        source = "scratch"
+    else:
+        path = Path(checkpoint) if checkpoint is not None else fetch_sam_checkpoint(size, sam_url, weights_dir)
+        load_sam_state(sam, path)
+        source = path.name
+    return PolypSAM(sam, strategy=strategy, preprocess=preprocess, grad_checkpointing=grad_checkpointing,
+                    pretrained_source=source)
