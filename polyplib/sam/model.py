@@ -117,12 +117,12 @@ def create_polyp_sam(size: str, strategy: str = "decoder", checkpoint: str | Pat
                      grad_checkpointing: bool = False, sam_url: str | None = None,
                      weights_dir: str | Path | None = None) -> PolypSAM:
     """Polyp-SAM of a SAM size: `checkpoint` file, else the official weights (cached download), else scratch if allowed."""
-    sam = build_sam(size, image_size=image_size)
-    if checkpoint is None and allow_scratch:
-        source = "scratch"
-    else:
+    path = None
+    if checkpoint is not None or not allow_scratch:
         path = Path(checkpoint) if checkpoint is not None else fetch_sam_checkpoint(size, sam_url, weights_dir)
+    sam = build_sam(size, image_size=image_size)
+    if path is not None:
         load_sam_state(sam, path)
-        source = path.name
+    source = "scratch" if path is None else path.name
     return PolypSAM(sam, strategy=strategy, preprocess=preprocess, grad_checkpointing=grad_checkpointing,
                     pretrained_source=source)
