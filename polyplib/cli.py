@@ -1,0 +1,244 @@
+"""`polyplib ...` / `python -m polyplib ...`: datasets, train, evaluate, predict, describe, prepare, bench (+ book, cascade)."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from polyplib.errors import ConfigError, PolypError
+
+EXTERNAL_COMMANDS = ("polyplib.book", "polyplib.sam.cli")
+
+
+def _print(data: Any, as_json: bool, text: str) -> None:
+    print(json.dumps(data, indent=2, default=str) if as_json else text)
+
+
+# -- datasets ---------------------------------------------------------------------------------------------------
+def cmd_datasets(args: argparse.Namespace) -> int:
+    """List the datasets present under the data root, or download one."""
+    from polyplib import data
+
+    if args.action == "download":
+        if not args.name:
+            raise ConfigError("`polyplib datasets download NAME`: name the dataset to download (see `polyplib datasets`)")
+        path = data.download(args.name, args.root)
+        _print({"name": args.name, "path": str(path)}, args.json, f"{args.name} is at {path}")
+        return 0
+    rows = data.list_datasets(args.root)
+    text = "\n".join(f"{r['name']:<24} {r['pairs']:>6}  {r.get('path') or ''}" for r in rows)
+    _print(rows, args.json, f"{'dataset':<24} {'pairs':>6}  path\n{text}" if rows else f"no datasets under {data.data_root(args.root)}")
+    return 0
+
+
+# -- train ------------------------------------------------------------------------------------------------------
+TRAIN_FLAGS = {"model": str, "dataset": str, "root": str, "protocol": str, "epochs": int, "batch_size": int, "lr": float,
+               "image_size": int, "out_dir": str, "device": str, "seed": int, "workers": int, "precision": str}
+
+
+def build_config(args: argparse.Namespace):
+    """Preset, then --config JSON, then explicit flags, then --set key=value."""
+    from polyplib.engine import TrainConfig, apply_overrides, get_preset
+
+    config = get_preset(args.preset) if args.preset else TrainConfig()
+    if args.config:
+        config = config.replace(**TrainConfig.load(args.config).to_dict())
+    config = config.replace(**{k: getattr(args, k) for k in TRAIN_FLAGS if getattr(args, k) is not None})
+    model_options = {k: getattr(args, k) for k in ("variant", "strategy") if getattr(args, k) is not None}
+    if model_options:
+        config = config.replace(model_options={**config.model_options, **model_options})
+    if args.no_progress:
+        config = config.replace(progress=False)
+    return apply_overrides(config, args.set)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train a model; Polyp-SAM models go to `polyplib.sam.training.train`."""
+    config = build_config(args)
+    if config.model.startswith("polyp-sam"):
+        try:
+            from polyplib.sam.training import train
+        except ModuleNotFoundError as err:
+            if err.name not in ("polyplib.sam", "polyplib.sam.training"):
+                raise
+            raise ConfigError(f"model {config.model!r}: Polyp-SAM training (polyplib.sam.training) is not available") from None
+    else:
+        from polyplib.engine import train
+    result = train(config, resume=args.resume)
+    data = {"out_dir": str(result.out_dir), "best_checkpoint": str(result.best_checkpoint or ""),
+            "last_checkpoint": str(result.last_checkpoint), "best_metric": result.best_metric,
+            "best_epoch": result.best_epoch, "epochs": len(result.history)}
+    _print(data, args.json, f"done: best {config.select} {result.best_metric} at epoch {result.best_epoch}; "
+                            f"checkpoints in {result.out_dir}")
+    return 0
+
+
+# -- evaluate / predict -----------------------------------------------------------------------------------------
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Per-image CSV, summary JSON and overlay grid for a checkpoint on one dataset split."""
+    from polyplib.engine.evaluate import evaluate
+
+    result = evaluate(args.checkpoint, args.dataset, out_dir=args.out, root=args.root, split=args.split,
+                      protocol=args.protocol, image_size=args.image_size, batch_size=args.batch_size,
+                      save_predictions=args.save_predictions, overlays=not args.no_overlays, device=args.device,
+                      progress=not args.json)
+    means = result.summary["means"]
+    text = "\n".join(f"{k:<12} {v:.4f}" for k, v in means.items())
+    _print(result.summary, args.json, f"{args.dataset} ({result.summary['n']} images)\n{text}\nwritten to {args.out}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """Mask PNGs for a folder of images."""
+    from polyplib.engine.evaluate import predict_folder
+
+    written = predict_folder(args.checkpoint, args.input, args.out, image_size=args.image_size,
+                             threshold=args.threshold, device=args.device, progress=not args.json)
+    _print([str(p) for p in written], args.json, f"wrote {len(written)} masks to {args.out}")
+    return 0
+
+
+# -- describe / prepare / bench ---------------------------------------------------------------------------------
+def cmd_describe(args: argparse.Namespace) -> int:
+    """Parameters, FLOPs and output shapes of a registered model."""
+    from polyplib.engine.config import parse_value
+    from polyplib.models import describe
+
+    options = {}
+    for item in args.set:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set {item!r}: expected key=value")
+        options[key] = parse_value(raw)
+    if args.variant:
+        options["variant"] = args.variant
+    info = describe(args.name, image_size=args.image_size, **options)
+    text = "\n".join(f"{k:<18} {v}" for k, v in info.items())
+    _print(info, args.json, f"{args.name}\n{text}")
+    return 0
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    """A resized, compact copy of a dataset (itself a valid data root)."""
+    from polyplib.data import prepare_cache
+
+    path = prepare_cache(args.name, args.out, root=args.root, image_size=args.image_size)
+    _print({"name": args.name, "path": str(path)}, args.json, f"cache of {args.name} written to {path}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Training/inference speed of GMSRF-Net (and Polyp-SAM) against the authors' way of running it."""
+    from polyplib.engine.bench import format_table, run_bench
+
+    results = run_bench(args.suite, quick=args.quick, device=args.device, out=args.out)
+    _print(results, args.json, format_table(results))
+    return 0
+
+
+# -- parser -----------------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line."""
+    parser = argparse.ArgumentParser(prog="polyplib", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("datasets", help="datasets present under the data root; `datasets download NAME`")
+    p.add_argument("action", nargs="?", choices=("list", "download"), default="list")
+    p.add_argument("name", nargs="?", help="dataset to download")
+    p.add_argument("--root", help="data root (default $POLYPLIB_DATA or ~/.cache/polyplib/data)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_datasets)
+
+    p = sub.add_parser("train", help="train a model (presets: gmsrf-paper, gmsrf-official, cpu-tiny, polyp-sam-paper)")
+    p.add_argument("--preset", help="named recipe to start from")
+    p.add_argument("--config", help="TrainConfig JSON (e.g. a run's config.json)")
+    for key, kind in TRAIN_FLAGS.items():
+        flag = "--out" if key == "out_dir" else "--" + key.replace("_", "-")
+        p.add_argument(flag, dest=key, type=kind, default=None)
+    p.add_argument("--variant", help="model variant (model_options.variant), e.g. paper or official")
+    p.add_argument("--strategy", help="Polyp-SAM fine-tuning strategy (model_options.strategy): decoder or full")
+    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="override any TrainConfig field, e.g. --set image_size=128 max_steps_per_epoch=10")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="evaluate a checkpoint on a dataset split (both metric protocols)")
+    p.add_argument("checkpoint")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--root")
+    p.add_argument("--split", help="train|val|test of --protocol (default: every pair)")
+    p.add_argument("--protocol", default="gmsrf")
+    p.add_argument("--out", default="eval")
+    p.add_argument("--image-size", type=int, default=256)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--save-predictions", action="store_true", help="probability PNGs at the original resolution")
+    p.add_argument("--no-overlays", action="store_true")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="mask PNGs for a folder of images")
+    p.add_argument("checkpoint")
+    p.add_argument("input", help="folder of images")
+    p.add_argument("--out", required=True)
+    p.add_argument("--image-size", type=int, default=None, help="model input size (default: the training size)")
+    p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("describe", help="parameters, FLOPs and output shapes of a model")
+    p.add_argument("name")
+    p.add_argument("--variant")
+    p.add_argument("--image-size", type=int, default=256)
+    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="model options")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_describe)
+
+    p = sub.add_parser("prepare", help="resized compact cache of a dataset (a data root of its own)")
+    p.add_argument("name")
+    p.add_argument("--out", required=True)
+    p.add_argument("--root")
+    p.add_argument("--image-size", type=int, default=256)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("bench", help="GMSRF-Net speed benchmark against the authors' way (fp32, eager, batch 8)")
+    p.add_argument("--suite", choices=("gmsrf", "sam", "all"), default="gmsrf")
+    p.add_argument("--quick", action="store_true", help="few iterations at small sizes (CPU)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", help="results JSON path")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_bench)
+
+    for module in EXTERNAL_COMMANDS:
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as err:
+            if err.name != module:
+                raise
+            continue
+        mod.add_cli(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; a PolypError becomes a one-line message and exit status 1."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except PolypError as err:
+        print(f"polyplib {args.command}: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"polyplib {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

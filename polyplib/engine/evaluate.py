@@ -1,0 +1,198 @@
+"""Evaluation under both protocols: GMSRF (threshold 0.5 at 256×256) and PraNet (original resolution, 256 thresholds)."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import cv2
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, default_collate
+from tqdm.auto import tqdm
+
+from polyplib.engine.checkpoint import load_checkpoint
+from polyplib.engine.config import TrainConfig
+from polyplib.engine.provenance import provenance
+from polyplib.engine.trainer import forward, resolve_device
+from polyplib.errors import ConfigError, DataError, WeightsError
+
+PredictFn = Callable[[dict[str, Any]], torch.Tensor]
+GMSRF_KEYS = ("dice", "iou", "recall", "precision")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
+
+
+@dataclass
+class EvalResult:
+    """Per-image table, summary and the files written."""
+
+    per_image: pd.DataFrame
+    summary: dict[str, Any]
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+def load_trained_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, TrainConfig]:
+    """Rebuild the model of a training checkpoint (best.pt or last.pt) in eval mode."""
+    from polyplib.models import create_model
+
+    state = load_checkpoint(path)
+    if not isinstance(state, dict) or "model" not in state or "config" not in state:
+        raise WeightsError(f"checkpoint {path} has no model weights and config; pass best.pt/last.pt of `polyplib train`")
+    config = TrainConfig.from_dict(state["config"])
+    model = create_model(config.model, **config.model_options)
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as err:
+        raise WeightsError(f"checkpoint {path} does not fit model {config.model!r}: {str(err).splitlines()[0]}") from None
+    return model.to(device).eval(), config
+
+
+def model_predict_fn(model: nn.Module, device: torch.device) -> PredictFn:
+    """Probabilities [B, 1, H, W] of a segmentation model (main output in eval mode, sigmoid of the logits)."""
+    model = model.to(device).eval()
+
+    @torch.no_grad()
+    def predict(batch: dict[str, Any]) -> torch.Tensor:
+        batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+        out = forward(model, batch)
+        return torch.sigmoid((out[0] if isinstance(out, (tuple, list)) else out).float())
+
+    return predict
+
+
+def _resize_prob(prob: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear resampling of a [1, H, W] probability map (PraNet's test-time upsampling)."""
+    if tuple(prob.shape[-2:]) == tuple(size):
+        return prob
+    return F.interpolate(prob[None], size=tuple(size), mode="bilinear", align_corners=False)[0].clamp(0, 1)
+
+
+def score_image(prob: torch.Tensor, mask: torch.Tensor, prob_orig: torch.Tensor, mask_orig: torch.Tensor) -> dict:
+    """Both protocols for one image: GMSRF metrics on the model-size map, PraNet metrics at the original size."""
+    from polyplib.metrics import gmsrf_metrics, pranet_metrics
+
+    gm = gmsrf_metrics(_resize_prob(prob, mask.shape[-2:])[0].numpy(), mask[0].numpy() > 0.5)
+    pm = pranet_metrics(prob_orig[0].numpy(), mask_orig[0].numpy() > 0.5)
+    return {**{k: float(gm[k]) for k in GMSRF_KEYS}, **{k: float(v) for k, v in pm.items() if np.isscalar(v)}}
+
+
+def evaluate(model: nn.Module | str | Path | None, dataset: str, *, out_dir: str | Path, root: str | None = None,
+             split: str | None = None, protocol: str = "gmsrf", image_size: int = 256, batch_size: int = 8,
+             save_predictions: bool = False, overlays: bool = True, predict_fn: PredictFn | None = None,
+             device: str = "auto", dataset_options: dict | None = None, progress: bool = True) -> EvalResult:
+    """Evaluate a model, a checkpoint path or a `predict_fn(batch) -> probabilities [B,1,H,W]` on one dataset split."""
+    from polyplib.data import load_dataset
+
+    dev = resolve_device(device)
+    checkpoint = None
+    if predict_fn is None:
+        if model is None:
+            raise ConfigError("evaluate needs a model, a checkpoint path or a predict_fn")
+        if isinstance(model, (str, Path)):
+            checkpoint = str(model)
+            model, _ = load_trained_model(model, dev)
+        predict_fn = model_predict_fn(model, dev)
+    options = dict(protocol=protocol, **(dataset_options or {})) if split else dict(dataset_options or {})
+    ds = load_dataset(dataset, root, split=split, image_size=image_size, augment=False, **options)
+    ds_orig = load_dataset(dataset, root, split=split, image_size=None, augment=False, **options)
+    if len(ds) == 0:
+        raise DataError(f"dataset {dataset!r} split {split!r} is empty; check the data root and split name")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    pred_dir = out / "predictions"
+    if save_predictions:
+        pred_dir.mkdir(exist_ok=True)
+    rows, index = [], 0
+    loader = DataLoader(ds, batch_size=batch_size, shuffle=False)
+    for batch in tqdm(loader, desc=f"evaluate {dataset}", disable=not progress, leave=False):
+        probs = predict_fn(batch).detach().float().cpu()
+        if probs.ndim != 4 or probs.shape[:2] != (len(batch["id"]), 1):
+            raise ConfigError(f"predict_fn returned shape {tuple(probs.shape)}; expected [B, 1, H, W] probabilities")
+        for prob, mask in zip(probs, batch["mask"]):
+            item = ds_orig[index]
+            prob_orig = _resize_prob(prob, item["mask"].shape[-2:])
+            rows.append({"id": item["id"], "dataset": item["dataset"],
+                         **score_image(prob, mask, prob_orig, item["mask"])})
+            if save_predictions:
+                cv2.imwrite(str(pred_dir / f"{item['id']}.png"), (prob_orig[0].numpy() * 255).round().astype(np.uint8))
+            index += 1
+    table = pd.DataFrame(rows)
+    metrics = [c for c in table.columns if c not in ("id", "dataset")]
+    summary = {"checkpoint": checkpoint, "dataset": dataset, "split": split, "protocol": protocol if split else None,
+               "image_size": image_size, "n": len(table), "means": table[metrics].mean().to_dict(),
+               "std": table[metrics].std(ddof=0).to_dict(), **provenance()}
+    files = {"csv": out / "per_image.csv", "summary": out / "summary.json"}
+    table.to_csv(files["csv"], index=False)
+    files["summary"].write_text(json.dumps(summary, indent=2) + "\n")
+    if save_predictions:
+        files["predictions"] = pred_dir
+    if overlays:
+        files["overlays"] = overlay_grid(ds, table, predict_fn, out / "overlays.png")
+    return EvalResult(table, summary, files)
+
+
+def pick_examples(table: pd.DataFrame, key: str = "dice") -> dict[str, int]:
+    """Row positions of the best, median and worst image by `key`."""
+    order = table[key].to_numpy().argsort(kind="stable")
+    return {"best": int(order[-1]), "median": int(order[len(order) // 2]), "worst": int(order[0])}
+
+
+def overlay_grid(ds, table: pd.DataFrame, predict_fn: PredictFn, path: Path, key: str = "dice") -> Path:
+    """Qualitative figure: image, ground truth and thresholded prediction for the best, median and worst images."""
+    import matplotlib.pyplot as plt
+
+    picks = pick_examples(table, key)
+    fig, axes = plt.subplots(len(picks), 3, figsize=(9, 3 * len(picks)), squeeze=False)
+    for row, (label, pos) in zip(axes, picks.items()):
+        item = ds[pos]
+        prob = predict_fn(default_collate([item])).float().cpu()[0]
+        prob = _resize_prob(prob, item["mask"].shape[-2:])[0].numpy()
+        image = item["image"].permute(1, 2, 0).numpy()
+        overlay = image.copy()
+        overlay[prob > 0.5] = 0.5 * overlay[prob > 0.5] + 0.5 * np.array([0.0, 1.0, 0.0])
+        for ax, img, title in zip(row, (image, item["mask"][0].numpy(), overlay),
+                                  (f"{label}: {item['id']}", "ground truth", f"{key} {table[key].iloc[pos]:.3f}")):
+            ax.imshow(img, cmap="gray" if img.ndim == 2 else None)
+            ax.set_title(title, fontsize=9)
+            ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def read_image(path: Path) -> np.ndarray:
+    """An RGB uint8 image from disk (clear error when unreadable)."""
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise DataError(f"cannot read image {path}; is it a valid jpg/png/tif/bmp file?")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+@torch.no_grad()
+def predict_folder(checkpoint: str | Path, input_dir: str | Path, out_dir: str | Path, *, image_size: int | None = None,
+                   threshold: float = 0.5, device: str = "auto", progress: bool = True) -> list[Path]:
+    """Binary mask PNGs (0/255, original resolution) for every image of a folder."""
+    dev = resolve_device(device)
+    model, config = load_trained_model(checkpoint, dev)
+    size = image_size or config.image_size
+    files = sorted(p for p in Path(input_dir).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) \
+        if Path(input_dir).is_dir() else None
+    if not files:
+        raise DataError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found in {input_dir}")
+    predict = model_predict_fn(model, dev)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for path in tqdm(files, desc="predict", disable=not progress, leave=False):
+        image = read_image(path)
+        resized = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+        tensor = torch.from_numpy(resized).permute(2, 0, 1).float().div(255)[None]
+        prob = _resize_prob(predict({"image": tensor})[0].cpu(), image.shape[:2])[0].numpy()
+        written.append(out / f"{path.stem}.png")
+        cv2.imwrite(str(written[-1]), np.where(prob > threshold, 255, 0).astype(np.uint8))
+    return written
