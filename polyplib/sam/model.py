@@ -1,6 +1,7 @@
 """Polyp-SAM (Li et al. 2023, §2): SAM with box prompts, `decoder` or `full` fine-tuning (Fig. 1 a/b)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -17,13 +18,25 @@ STRATEGIES = ("decoder", "full")
 EMPTY_LOGIT = -20.0  # logit of images that have no box prompt (sigmoid ~ 2e-9)
 
 
+@dataclass(frozen=True)
+class PromptOptions:
+    """How training builds box prompts from ground truth and whether `decoder` training caches embeddings."""
+
+    box_jitter: float = 0.0
+    per_component: bool = False
+    max_boxes: int = 8
+    cache_embeddings: bool = True
+    cache_dir: str | None = None
+
+
 class PolypSAM(nn.Module):
     """SAM prompted by one or more boxes per image; returns mask logits at the input resolution."""
 
     extra_inputs = ("boxes",)
 
     def __init__(self, sam: Sam, strategy: str = "decoder", preprocess: str = "sam",
-                 grad_checkpointing: bool = False, pretrained_source: str = "scratch") -> None:
+                 grad_checkpointing: bool = False, pretrained_source: str = "scratch",
+                 prompts: PromptOptions | None = None) -> None:
         super().__init__()
         if strategy not in STRATEGIES:
             raise ConfigError(f"strategy={strategy!r} is not known; use 'decoder' (Polyp-SAM Fig. 1a) or 'full' (1b)")
@@ -32,6 +45,7 @@ class PolypSAM(nn.Module):
         self.preprocess = check_mode(preprocess)
         self.grad_checkpointing = grad_checkpointing
         self.pretrained_source = pretrained_source
+        self.prompts = prompts or PromptOptions()
         for module in self.frozen_modules():
             module.requires_grad_(False)
         self.train(False)
@@ -115,8 +129,12 @@ class PolypSAM(nn.Module):
 def create_polyp_sam(size: str, strategy: str = "decoder", checkpoint: str | Path | None = None,
                      allow_scratch: bool = False, preprocess: str = "sam", image_size: int | None = None,
                      grad_checkpointing: bool = False, sam_url: str | None = None,
-                     weights_dir: str | Path | None = None) -> PolypSAM:
+                     weights_dir: str | Path | None = None, **prompt_options) -> PolypSAM:
     """Polyp-SAM of a SAM size: `checkpoint` file, else the official weights (cached download), else scratch if allowed."""
+    unknown = sorted(set(prompt_options) - set(PromptOptions.__dataclass_fields__))
+    if unknown:
+        raise ConfigError(f"unknown Polyp-SAM option(s) {', '.join(unknown)}; known prompt options: "
+                          f"{', '.join(PromptOptions.__dataclass_fields__)}")
     path = None
     if checkpoint is not None or not allow_scratch:
         path = Path(checkpoint) if checkpoint is not None else fetch_sam_checkpoint(size, sam_url, weights_dir)
@@ -125,4 +143,4 @@ def create_polyp_sam(size: str, strategy: str = "decoder", checkpoint: str | Pat
         load_sam_state(sam, path)
     source = "scratch" if path is None else path.name
     return PolypSAM(sam, strategy=strategy, preprocess=preprocess, grad_checkpointing=grad_checkpointing,
-                    pretrained_source=source)
+                    pretrained_source=source, prompts=PromptOptions(**prompt_options))
