@@ -333,7 +333,7 @@ class _Run:
                                              "lower lr or use precision=fp32")
                 self.scaler.scale(loss / cfg.grad_accum).backward()
             self.batches_done += 1
-            self.loss_sum += float(loss) * batch["image"].shape[0]
+            self.loss_sum += float(loss.detach()) * batch["image"].shape[0]
             self.loss_count += batch["image"].shape[0]
             images += batch["image"].shape[0] * self.info.world_size
             if last_micro:
