@@ -255,8 +255,9 @@ def build_html(stage: Path, out: Path) -> Path:
     """Build the HTML with Jupyter Book (`-W --keep-going`: any warning, e.g. a broken reference, fails the build)."""
     if out.exists():
         shutil.rmtree(out / "_build" / "html", ignore_errors=True)
-    cmd = [sys.executable, "-m", "jupyter_book", "build", str(stage), "--config", str(stage / "_config.yml"),
-           "--toc", str(stage / "book" / "_toc.yml"), "--path-output", str(out), "-W", "--keep-going", "--builder", "html"]
+    cmd = [sys.executable, "-c", "from jupyter_book.cli.main import main; main()", "build", str(stage),
+           "--config", str(stage / "_config.yml"), "--toc", str(stage / "book" / "_toc.yml"),
+           "--path-output", str(out), "-W", "--keep-going", "--builder", "html"]
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYDEVD_DISABLE_FILE_VALIDATION": "1"})
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-40:])
