@@ -1,0 +1,54 @@
+"""prepare_cache: a resized PNG copy of a dataset that is itself a data root (fast loading, easy to carry to a GPU)."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import cv2
+from tqdm.auto import tqdm
+
+from polyplib.data.dataset import BBOXES_JSON, ORIG_SIZES_JSON, load_dataset
+from polyplib.data.io import Pair, read_pair
+from polyplib.data.registry import data_root, locate
+from polyplib.data.splits import split_dir
+from polyplib.data.transforms import apply_transform, build_transform
+from polyplib.errors import ConfigError, DataError
+
+
+def prepare_cache(name: str, out_dir: str | os.PathLike, root: str | os.PathLike | None = None, image_size: int = 256,
+                  split: str | None = None, *, protocol: str = "gmsrf", split_seed: int | None = None) -> Path:
+    """Write <out_dir>/<same folder>/{images,masks}/<id>.png at image_size (ids, splits, boxes, original sizes kept)."""
+    if name == "synthpolyp":
+        raise ConfigError("synthpolyp is generated in memory from its seed; there is nothing to cache")
+    if image_size is None:
+        raise ConfigError("prepare_cache needs an image_size (the cache is a resized copy)")
+    dataset = load_dataset(name, root, split, image_size=None, protocol=protocol, split_seed=split_seed)
+    folder, out_dir = locate(name, root)[0], Path(out_dir)
+    target = out_dir / folder.relative_to(data_root(root))
+    if target.resolve() == folder.resolve():
+        raise ConfigError(f"out_dir {out_dir} is the data root itself; choose another folder")
+    (target / "images").mkdir(parents=True, exist_ok=True)
+    (target / "masks").mkdir(parents=True, exist_ok=True)
+    transform = build_transform(image_size)
+
+    def write(pair: Pair) -> tuple[str, list[int]]:
+        image, mask = read_pair(pair)
+        small, small_mask = apply_transform(transform, image, mask, 0)
+        for path, array in ((target / "images" / f"{pair.id}.png", cv2.cvtColor(small, cv2.COLOR_RGB2BGR)),
+                            (target / "masks" / f"{pair.id}.png", small_mask * 255)):
+            if not cv2.imwrite(str(path), array):
+                raise DataError(f"cannot write {path}; check free space and permissions of {out_dir}")
+        return pair.id, list(dataset.orig_sizes.get(pair.id, image.shape[:2]))
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        sizes = dict(tqdm(pool.map(write, dataset.pairs), total=len(dataset), desc=f"cache {name}", leave=False))
+    (target / ORIG_SIZES_JSON).write_text(json.dumps(sizes, indent=0, sort_keys=True))
+    if (folder / BBOXES_JSON).is_file():
+        shutil.copy2(folder / BBOXES_JSON, target / BBOXES_JSON)
+    stored = split_dir(name, 0, root).parent
+    if stored.is_dir():
+        shutil.copytree(stored, split_dir(name, 0, out_dir).parent, dirs_exist_ok=True)
+    return out_dir

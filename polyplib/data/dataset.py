@@ -1,0 +1,147 @@
+"""PolypDataset and load_dataset: registry + split + transform -> samples in the CONTRIBUTING tensor convention."""
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from polyplib.data.io import Pair, check_pairs, natural_key, read_pair
+from polyplib.data.registry import find_pairs, get_spec, locate
+from polyplib.data.splits import get_split
+from polyplib.data.synth import DEFAULT_N, synth_frame, synth_ids
+from polyplib.data.transforms import apply_transform, build_transform, sample_seed
+from polyplib.errors import ConfigError, DataError
+
+BBOXES_JSON = "kavsir_bboxes.json"
+ORIG_SIZES_JSON = "orig_sizes.json"
+SYNTH_OPTIONS = {"n": DEFAULT_N, "centre": "A", "synth_seed": 0}
+
+
+class PolypDataset(Dataset):
+    """Samples {image [3,H,W] in [0,1], mask [1,H,W] in {0,1}, id, dataset, orig_size}; augmentation keyed by (seed, epoch, index)."""
+
+    def __init__(self, tag: str, pairs: list[Pair], reader: Callable[[Pair], tuple[np.ndarray, np.ndarray]], *,
+                 image_size: int | None = 256, augment: bool = False, seed: int = 0,
+                 orig_sizes: dict[str, tuple[int, int]] | None = None,
+                 annotated_boxes: dict[str, np.ndarray] | None = None) -> None:
+        self.tag, self.pairs, self.reader = tag, pairs, reader
+        self.image_size, self.augment, self.seed, self.epoch = image_size, augment, seed, 0
+        self.transform = build_transform(image_size, augment)
+        self.orig_sizes = orig_sizes or {}
+        self.annotated_boxes = annotated_boxes or {}
+
+    @property
+    def ids(self) -> list[str]:
+        """Sample ids (file stems) in index order."""
+        return [pair.id for pair in self.pairs]
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make augmentation a function of (seed, epoch, index) for this epoch."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int) -> dict:
+        pair = self.pairs[index]
+        image, mask = self.reader(pair)
+        orig_size = tuple(int(v) for v in self.orig_sizes.get(pair.id, image.shape[:2]))
+        image, mask = apply_transform(self.transform, image, mask, sample_seed(self.seed, self.epoch, index))
+        return {
+            "image": torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255),
+            "mask": torch.from_numpy(np.ascontiguousarray(mask))[None].float(),
+            "id": pair.id,
+            "dataset": self.tag,
+            "orig_size": orig_size,
+        }
+
+    def __repr__(self) -> str:
+        return (f"PolypDataset({self.tag!r}, {len(self)} pairs, image_size={self.image_size}, "
+                f"augment={self.augment}, seed={self.seed})")
+
+
+class _SynthReader:
+    """Frames of one synthpolyp centre, generated on first use and kept in memory."""
+
+    def __init__(self, centre: str, seed: int) -> None:
+        self.centre, self.seed, self.frames = centre, seed, {}
+
+    def __call__(self, pair: Pair) -> tuple[np.ndarray, np.ndarray]:
+        if pair.id not in self.frames:
+            self.frames[pair.id] = synth_frame(self.seed, self.centre, int(pair.id[1:]))
+        return self.frames[pair.id]
+
+
+def _synth_options(name: str, options: dict) -> dict:
+    unknown = set(options) - (set(SYNTH_OPTIONS) if name == "synthpolyp" else set())
+    if unknown:
+        allowed = ", ".join(SYNTH_OPTIONS) if name == "synthpolyp" else "none beyond the documented keywords"
+        raise ConfigError(f"unknown option(s) {sorted(unknown)} for dataset {name!r}; dataset options: {allowed}")
+    return {**SYNTH_OPTIONS, **options} if name == "synthpolyp" else {}
+
+
+def dataset_ids(name: str, root: str | os.PathLike | None = None, **options) -> list[str]:
+    """Every id of a dataset (files found on disk, or the synthpolyp frames selected by n/centre)."""
+    synth = _synth_options(name, options)
+    if name == "synthpolyp":
+        return synth_ids(synth["n"], synth["centre"])
+    return [pair.id for pair in find_pairs(name, root)]
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise DataError(f"cannot parse {path} ({exc}); re-download the dataset or delete the file") from exc
+
+
+def read_annotated_boxes(path: Path) -> dict[str, np.ndarray]:
+    """Kvasir-SEG `kavsir_bboxes.json`: id -> float32 [K, 4] boxes (xmin, ymin, xmax, ymax as annotated)."""
+    try:
+        return {key: np.array([[b["xmin"], b["ymin"], b["xmax"], b["ymax"]] for b in entry["bbox"]],
+                              np.float32).reshape(-1, 4)
+                for key, entry in _read_json(path).items()}
+    except (KeyError, TypeError) as exc:
+        raise DataError(f"{path}: expected {{id: {{'bbox': [{{xmin, ymin, xmax, ymax}}, ...]}}}}; missing {exc}") from exc
+
+
+def _select(pairs: list[Pair], ids: list[str], name: str, split: str, protocol: str, where: str) -> list[Pair]:
+    by_id = {pair.id: pair for pair in pairs}
+    missing = [i for i in ids if i not in by_id]
+    if missing:
+        raise DataError(f"{len(missing)} of {len(ids)} ids of split {split!r} (protocol {protocol!r}) are absent from "
+                        f"{name} at {where} (e.g. {missing[:3]}); this copy holds {len(pairs)} pairs: use the full "
+                        f"dataset or another protocol")
+    return [by_id[i] for i in sorted(ids, key=natural_key)]
+
+
+def load_dataset(name: str, root: str | os.PathLike | None = None, split: str | None = None, *, image_size: int | None = 256,
+                 augment: bool = False, seed: int = 0, protocol: str = "gmsrf", split_seed: int | None = None,
+                 check: bool = True, **options) -> PolypDataset:
+    """A registered dataset (or one split of it); synthpolyp options: n, centre ('A'|'B'), synth_seed."""
+    get_spec(name)
+    synth = _synth_options(name, options)
+    if name == "synthpolyp":
+        pairs = [Pair(i, None, None) for i in synth_ids(synth["n"], synth["centre"])]
+        tag, where, reader = f"synthpolyp-{synth['centre']}", "memory", _SynthReader(synth["centre"], synth["synth_seed"])
+        extras: dict = {}
+    else:
+        folder = locate(name, root)[0]
+        pairs, tag, where, reader = find_pairs(name, root), name, str(folder), read_pair
+        extras = {"orig_sizes": {k: tuple(v) for k, v in _read_json(folder / ORIG_SIZES_JSON).items()}
+                  if (folder / ORIG_SIZES_JSON).is_file() else None,
+                  "annotated_boxes": read_annotated_boxes(folder / BBOXES_JSON) if (folder / BBOXES_JSON).is_file() else None}
+    if split is not None:
+        table = get_split(name, protocol, root, split_seed, ids=[pair.id for pair in pairs])
+        if split not in table:
+            raise ConfigError(f"split {split!r} does not exist for {name!r} under protocol {protocol!r}; "
+                              f"available: {', '.join(table)}")
+        pairs = _select(pairs, table[split], name, split, protocol, where)
+    if check and name != "synthpolyp":
+        check_pairs(pairs, source=f"{name} ({where})")
+    return PolypDataset(tag, pairs, reader, image_size=image_size, augment=augment, seed=seed, **extras)

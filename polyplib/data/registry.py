@@ -1,0 +1,120 @@
+"""Dataset registry: where each public polyp dataset lives under one data root, in its real on-disk layouts (notes §4)."""
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from polyplib.errors import ConfigError, DataError
+from polyplib.data.io import IMAGE_EXTENSIONS, Pair, pair_files
+
+ENV_ROOT = "POLYPLIB_DATA"
+DEFAULT_ROOT = Path("~/.cache/polyplib/data")
+PRANET_LAYOUTS = (("images", "masks"), ("image", "masks"))
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A dataset: candidate folders under the root (first found wins) and (images, masks) sub-folder layouts."""
+
+    name: str
+    folders: tuple[str, ...]
+    layouts: tuple[tuple[str, str], ...] = PRANET_LAYOUTS
+    archive: str | None = None  # key of polyplib.data.download.ARCHIVES that provides it
+    description: str = ""
+
+
+DATASETS: dict[str, DatasetSpec] = {}
+
+
+def register_dataset(spec: DatasetSpec) -> DatasetSpec:
+    """Add a dataset to the registry (name must be new)."""
+    if spec.name in DATASETS:
+        raise ConfigError(f"dataset {spec.name!r} is already registered")
+    DATASETS[spec.name] = spec
+    return spec
+
+
+def get_spec(name: str) -> DatasetSpec:
+    """The registered spec of `name`, or an error listing the known names."""
+    if name not in DATASETS:
+        raise ConfigError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+    return DATASETS[name]
+
+
+def data_root(root: str | os.PathLike | None = None) -> Path:
+    """The data root: argument, else $POLYPLIB_DATA, else ~/.cache/polyplib/data."""
+    return Path(root if root is not None else os.environ.get(ENV_ROOT) or DEFAULT_ROOT).expanduser()
+
+
+def locate(name: str, root: str | os.PathLike | None = None) -> tuple[Path, Path, Path]:
+    """(dataset folder, images folder, masks folder) of an on-disk dataset, or an error saying where we looked."""
+    spec, base = get_spec(name), data_root(root)
+    if not spec.folders:
+        raise ConfigError(f"dataset {name!r} is generated in memory and has no folder")
+    tried = []
+    for folder in spec.folders:
+        for images, masks in spec.layouts:
+            candidate = base / folder
+            tried.append(f"{candidate}/{{{images},{masks}}}")
+            if (candidate / images).is_dir() and (candidate / masks).is_dir():
+                return candidate, candidate / images, candidate / masks
+    origin = "argument root=" if root is not None else f"${ENV_ROOT}" if os.environ.get(ENV_ROOT) else "default root"
+    where = "\n  ".join(tried)
+    hint = (f"run polyplib.data.download({name!r}, root=...) (or `polyplib datasets download {name}`)" if spec.archive
+            else "copy it there by hand (no public download)")
+    missing = "" if base.is_dir() else f" (the root {base} itself does not exist)"
+    raise DataError(f"dataset {name!r} not found under {base} ({origin}){missing}; looked for:\n  {where}\n"
+                    f"Pass root=..., set ${ENV_ROOT}, or {hint}.")
+
+
+def find_pairs(name: str, root: str | os.PathLike | None = None) -> list[Pair]:
+    """Every image/mask pair of an on-disk dataset, paired by file stem, natural order."""
+    folder, images, masks = locate(name, root)
+    pairs = pair_files(images, masks, source=f"{name} ({folder})")
+    if not pairs:
+        raise DataError(f"dataset {name!r}: no image/mask pairs in {images} and {masks} "
+                        f"(extensions {', '.join(IMAGE_EXTENSIONS)})")
+    return pairs
+
+
+def list_datasets(root: str | os.PathLike | None = None) -> list[dict]:
+    """Every registered dataset with `name`, `pairs` (0 when absent), `path` (None when absent) and `present`."""
+    from polyplib.data.synth import DEFAULT_N
+
+    rows = []
+    for name, spec in DATASETS.items():
+        if not spec.folders:
+            rows.append({"name": name, "pairs": DEFAULT_N, "path": None, "present": True})
+            continue
+        try:
+            folder, images, masks = locate(name, root)
+        except DataError:
+            rows.append({"name": name, "pairs": 0, "path": None, "present": False})
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            count = len(pair_files(images, masks, source=name))
+        rows.append({"name": name, "pairs": count, "path": str(folder), "present": count > 0})
+    return rows
+
+
+for _spec in (
+    DatasetSpec("kvasir-seg", ("Kvasir-SEG", "kvasir-seg", "TestDataset/Kvasir"), archive="kvasir-seg",
+                description="Kvasir-SEG, 1000 JPEG pairs (official zip layout images/, masks/, kavsir_bboxes.json)"),
+    DatasetSpec("cvc-clinicdb", ("CVC-ClinicDB", "TestDataset/CVC-ClinicDB"),
+                (("Original", "Ground Truth"), ("PNG/Original", "PNG/Ground Truth")) + PRANET_LAYOUTS,
+                archive="pranet-test", description="CVC-ClinicDB, 612 TIFF pairs (PraNet test subset: 62)"),
+    DatasetSpec("cvc-colondb", ("CVC-ColonDB", "TestDataset/CVC-ColonDB"), archive="pranet-test",
+                description="CVC-ColonDB, 380 pairs (PraNet TestDataset)"),
+    DatasetSpec("etis", ("ETIS-LaribPolypDB", "TestDataset/ETIS-LaribPolypDB"),
+                PRANET_LAYOUTS + (("ETIS-LaribPolypDB", "gt"),), archive="pranet-test",
+                description="ETIS-LaribPolypDB, 196 pairs (PraNet TestDataset; GMSRF layout ETIS-LaribPolypDB/ + gt/)"),
+    DatasetSpec("cvc-300", ("CVC-300", "TestDataset/CVC-300"), archive="pranet-test",
+                description="CVC-300 (EndoScene test), 60 pairs (PraNet TestDataset)"),
+    DatasetSpec("pranet-train", ("TrainDataset",), archive="pranet-train",
+                description="PraNet TrainDataset: 900 Kvasir + 550 CVC-ClinicDB (Polyp-SAM trains on it)"),
+    DatasetSpec("synthpolyp", (), description="synthetic colonoscopy frames, centres A/B, generated from a seed"),
+):
+    register_dataset(_spec)
