@@ -51,7 +51,7 @@ def test_download_verify_and_load(server, tiny_state, tmp_path):
     assert path == cache / "sam_tiny.pth" and md5(path) == md5(folder / "sam_tiny.pth")
     (folder / "sam_tiny.pth").unlink()  # second call must use the cache, not the server
     assert fetch_weights("sam_tiny.pth", md5(path), base_url=url, cache_dir=cache, progress=False) == path
-    model = create_polyp_sam("tiny", checkpoint=path, image_size=64)
+    model = create_polyp_sam("tiny", checkpoint=path, encoder_size=64)
     assert model.pretrained_source == "sam_tiny.pth"
     for key, value in tiny_state.items():
         torch.testing.assert_close(model.sam.state_dict()[key], value, rtol=0, atol=0)
@@ -94,11 +94,11 @@ def test_offline_error_says_where_to_place_the_file(tmp_path):
 def test_scratch_needs_explicit_option_and_is_labelled(tmp_path, tiny_state):
     with pytest.raises(WeightsError, match="allow_scratch=True"):
         create_polyp_sam("tiny")
-    assert create_polyp_sam("tiny", allow_scratch=True, image_size=64).pretrained_source == "scratch"
+    assert create_polyp_sam("tiny", allow_scratch=True, encoder_size=64).pretrained_source == "scratch"
     torch.save({"model": {f"sam.{k}": v for k, v in tiny_state.items()}}, tmp_path / "trained.pt")
-    assert create_polyp_sam("tiny", checkpoint=tmp_path / "trained.pt", image_size=64).pretrained_source == "trained.pt"
+    assert create_polyp_sam("tiny", checkpoint=tmp_path / "trained.pt", encoder_size=64).pretrained_source == "trained.pt"
     with pytest.raises(WeightsError, match="does not fit"):
-        create_polyp_sam("tiny", checkpoint=tmp_path / "trained.pt", image_size=128)
+        create_polyp_sam("tiny", checkpoint=tmp_path / "trained.pt", encoder_size=128)
     (tmp_path / "junk.pth").write_bytes(b"junk")
     with pytest.raises(WeightsError, match="junk.pth"):
         create_polyp_sam("tiny", checkpoint=tmp_path / "junk.pth")

@@ -127,20 +127,18 @@ class PolypSAM(nn.Module):
 
 
 def create_polyp_sam(size: str, strategy: str = "decoder", checkpoint: str | Path | None = None,
-                     allow_scratch: bool = False, preprocess: str = "sam", image_size: int | None = None,
+                     allow_scratch: bool = False, preprocess: str = "sam", encoder_size: int | None = None,
                      grad_checkpointing: bool = False, sam_url: str | None = None,
-                     weights_dir: str | Path | None = None, **prompt_options) -> PolypSAM:
+                     weights_dir: str | Path | None = None, box_jitter: float = 0.0, per_component: bool = False,
+                     max_boxes: int = 8, cache_embeddings: bool = True, cache_dir: str | None = None) -> PolypSAM:
     """Polyp-SAM of a SAM size: `checkpoint` file, else the official weights (cached download), else scratch if allowed."""
-    unknown = sorted(set(prompt_options) - set(PromptOptions.__dataclass_fields__))
-    if unknown:
-        raise ConfigError(f"unknown Polyp-SAM option(s) {', '.join(unknown)}; known prompt options: "
-                          f"{', '.join(PromptOptions.__dataclass_fields__)}")
+    prompts = PromptOptions(box_jitter, per_component, max_boxes, cache_embeddings, cache_dir)
     path = None
     if checkpoint is not None or not allow_scratch:
         path = Path(checkpoint) if checkpoint is not None else fetch_sam_checkpoint(size, sam_url, weights_dir)
-    sam = build_sam(size, image_size=image_size)
+    sam = build_sam(size, image_size=encoder_size)
     if path is not None:
         load_sam_state(sam, path)
     source = "scratch" if path is None else path.name
     return PolypSAM(sam, strategy=strategy, preprocess=preprocess, grad_checkpointing=grad_checkpointing,
-                    pretrained_source=source, prompts=PromptOptions(**prompt_options))
+                    pretrained_source=source, prompts=prompts)

@@ -1,0 +1,142 @@
+"""Polyp-SAM speed benchmark: our batched steps against the authors' loop (one image per step, fp16 autocast, accumulation)."""
+from __future__ import annotations
+
+import statistics
+import time
+from contextlib import nullcontext
+from typing import Any, Callable
+
+import torch
+
+from polyplib.engine.trainer import resolve_device
+from polyplib.sam.build import build_sam
+from polyplib.sam.model import PolypSAM
+
+TARGETS = {"full_speedup": 3.0, "decoder_speedup": 30.0, "latency_ms": 15.0}  # issue 4, H100, vit_b at 1024
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None):
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
+
+
+def soft_dice_loss(prob: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """1 - soft Dice over the whole tensor (the paper's Dice loss on probabilities)."""
+    return 1 - (2 * (prob * target).sum() + 1e-5) / (prob.sum() + target.sum() + 1e-5)
+
+
+def synthetic_batch(batch: int, size: int, device: torch.device) -> dict[str, torch.Tensor]:
+    """Random images, a centred disc mask and its tight box per image."""
+    gen = torch.Generator().manual_seed(0)
+    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    disc = (((yy - size / 2) ** 2 + (xx - size / 2) ** 2) < (size / 4) ** 2).float()
+    box = torch.tensor([size / 4, size / 4, 3 * size / 4, 3 * size / 4])
+    return {"image": torch.rand(batch, 3, size, size, generator=gen).to(device),
+            "mask": disc.expand(batch, 1, size, size).contiguous().to(device), "boxes": box.expand(batch, 4).to(device)}
+
+
+def authors_step(model: PolypSAM, batch: dict, optimizer, scaler, amp: torch.dtype | None) -> None:
+    """ricklisz/Polyp-SAM finetune_all cell9/12: per-image encoder/decoder, fp16 autocast, one optimiser step per batch."""
+    sam, n, size = model.sam, batch["image"].shape[0], model.image_size
+    for i in range(n):
+        with _autocast(batch["image"].device, amp):
+            with torch.set_grad_enabled(model.strategy == "full"):
+                emb = sam.image_encoder(batch["image"][i:i + 1])
+                sparse, dense = sam.prompt_encoder(points=None, boxes=batch["boxes"][i:i + 1], masks=None)
+            low, _ = sam.mask_decoder(image_embeddings=emb, image_pe=sam.prompt_encoder.get_dense_pe(),
+                                      sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
+                                      multimask_output=False)
+            prob = torch.sigmoid(sam.postprocess_masks(low, (size, size), (size, size)))
+            loss = soft_dice_loss(prob, batch["mask"][i:i + 1]) / n
+        scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    optimizer.zero_grad()
+
+
+def ours_step(net: Callable, inputs: torch.Tensor, batch: dict, optimizer, amp: torch.dtype | None) -> None:
+    """Our step: the whole batch at once (images, or cached embeddings for `decoder`), bf16 autocast."""
+    with _autocast(inputs.device, amp):
+        loss = soft_dice_loss(torch.sigmoid(net(inputs, batch["boxes"]).float()), batch["mask"])
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+def timed(fn: Callable[[], Any], device: torch.device, steps: int, warmup: int) -> list[float]:
+    """Seconds per call of `fn` after `warmup` calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(steps):
+        _sync(device)
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def run_sam_bench(quick: bool = False, device: str = "auto", size: str | None = None, batch: int | None = None,
+                  steps: int | None = None) -> dict[str, Any]:
+    """Full fine-tuning and cached decoder-only training images/s (ours vs authors), and batch-1 inference latency."""
+    from polyplib.sam.training import EmbeddingDecoder
+
+    dev = resolve_device(device)
+    cuda = dev.type == "cuda"
+    size = size or ("tiny" if quick else "vit_b")
+    batch = batch or (2 if quick else 8)
+    steps = steps or (2 if quick else 5)
+    warmup = 1 if quick else 2
+    authors_amp, ours_amp = (torch.float16, torch.bfloat16) if cuda else (None, None)
+    torch.manual_seed(0)
+    lines: list[dict[str, Any]] = []
+    for strategy in ("full", "decoder"):
+        model = PolypSAM(build_sam(size), strategy=strategy, grad_checkpointing=False).to(dev).train()
+        data = synthetic_batch(batch, model.image_size, dev)
+        params = [p for p in model.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=4e-6, weight_decay=1e-4)
+        scaler = torch.amp.GradScaler(dev.type, enabled=cuda)
+        t = timed(lambda: authors_step(model, data, opt, scaler, authors_amp), dev, steps, warmup)
+        lines.append({"strategy": strategy, "recipe": "authors", "batch": batch,
+                      "images_per_s": batch / statistics.median(t)})
+        opt = torch.optim.AdamW(params, lr=4e-6, weight_decay=1e-4, fused=cuda or None)
+        if strategy == "full":
+            net, inputs = model, data["image"]
+        else:
+            with torch.no_grad(), _autocast(dev, ours_amp):
+                start = time.perf_counter()
+                inputs = model.encode(data["image"]).float()
+                _sync(dev)
+                encode_s = time.perf_counter() - start
+            net = EmbeddingDecoder(model, (model.image_size, model.image_size))
+        t = timed(lambda: ours_step(net, inputs, data, opt, ours_amp), dev, steps, warmup)
+        line = {"strategy": strategy, "recipe": "ours", "batch": batch, "images_per_s": batch / statistics.median(t)}
+        if strategy == "decoder":
+            line["one_time_embedding_images_per_s"] = batch / encode_s
+        lines.append(line)
+        del model, opt, net, inputs
+        if cuda:
+            torch.cuda.empty_cache()
+    model = PolypSAM(build_sam(size)).to(dev).eval()
+    one = synthetic_batch(1, model.image_size, dev)
+
+    @torch.no_grad()
+    def infer() -> None:
+        with _autocast(dev, ours_amp):
+            model(one["image"], one["boxes"])
+
+    latency = 1000 * statistics.median(timed(infer, dev, 3 if quick else 20, warmup))
+    speed = {(ln["strategy"], ln["recipe"]): ln["images_per_s"] for ln in lines}
+    return {"suite": "sam", "device": str(dev), "size": size, "image_size": model.image_size, "quick": quick,
+            "amp": {"authors": str(authors_amp), "ours": str(ours_amp)}, "lines": lines,
+            "full_speedup": speed["full", "ours"] / speed["full", "authors"],
+            "decoder_speedup": speed["decoder", "ours"] / speed["decoder", "authors"],
+            "latency_ms": latency, "targets": TARGETS if size == "vit_b" and cuda else None}
+
+
+run = run_sam_bench  # the name polyplib.engine.bench calls
