@@ -32,7 +32,7 @@ def _open(path: Path, mode: str) -> np.ndarray:
     try:
         with Image.open(path) as handle:
             handle.load()
-            return np.asarray(handle.convert(mode))
+            return np.array(handle.convert(mode))
     except FileNotFoundError as exc:
         raise DataError(f"file not found: {path}") from exc
     except _READ_ERRORS as exc:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import warnings
 from importlib import resources
 from pathlib import Path
@@ -54,10 +55,15 @@ def polyp_sam_partition(ids: list[str], seed: int) -> dict[str, list[str]]:
     return {"train": sorted(train, key=natural_key), "val": sorted(val, key=natural_key)}
 
 
+def _writable(folder: Path) -> bool:
+    """Writable, and not marked read-only by its mode bits (root ignores those, we honour them)."""
+    return os.access(folder, os.W_OK) and bool(folder.stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+
+
 def split_dir(name: str, seed: int, root: str | os.PathLike | None = None) -> Path:
     """Where the GMSRF split files of a dataset live: <root>/polyplib-splits/..., or $POLYPLIB_SPLITS when read-only."""
     base = data_root(root)
-    if os.access(base, os.W_OK):
+    if _writable(base):
         return base / "polyplib-splits" / "gmsrf" / name / f"seed{seed}"
     fallback = Path(os.environ.get(ENV_SPLITS) or "~/.cache/polyplib/splits").expanduser()
     slug = hashlib.sha256(str(base.resolve()).encode()).hexdigest()[:12]
