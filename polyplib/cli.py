@@ -11,10 +11,24 @@ from typing import Any, Sequence
 from polyplib.errors import ConfigError, PolypError
 
 EXTERNAL_COMMANDS = ("polyplib.book", "polyplib.sam.cli")
+OWN_COMMANDS = ("datasets", "train", "evaluate", "predict", "describe", "prepare", "bench")
 
 
 def _print(data: Any, as_json: bool, text: str) -> None:
     print(json.dumps(data, indent=2, default=str) if as_json else text)
+
+
+def parse_options(items: list[str]) -> dict[str, Any]:
+    """`key=value` strings as a dict (values parsed as JSON when they parse)."""
+    from polyplib.engine.config import parse_value
+
+    options = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected key=value")
+        options[key] = parse_value(raw)
+    return options
 
 
 # -- datasets ---------------------------------------------------------------------------------------------------
@@ -84,7 +98,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     result = evaluate(args.checkpoint, args.dataset, out_dir=args.out, root=args.root, split=args.split,
                       protocol=args.protocol, image_size=args.image_size, batch_size=args.batch_size,
                       save_predictions=args.save_predictions, overlays=not args.no_overlays, device=args.device,
-                      progress=not args.json)
+                      dataset_options=parse_options(args.set), progress=not args.json)
     means = result.summary["means"]
     text = "\n".join(f"{k:<12} {v:.4f}" for k, v in means.items())
     _print(result.summary, args.json, f"{args.dataset} ({result.summary['n']} images)\n{text}\nwritten to {args.out}")
@@ -104,15 +118,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
 # -- describe / prepare / bench ---------------------------------------------------------------------------------
 def cmd_describe(args: argparse.Namespace) -> int:
     """Parameters, FLOPs and output shapes of a registered model."""
-    from polyplib.engine.config import parse_value
     from polyplib.models import describe
 
-    options = {}
-    for item in args.set:
-        key, sep, raw = item.partition("=")
-        if not sep:
-            raise ConfigError(f"--set {item!r}: expected key=value")
-        options[key] = parse_value(raw)
+    options = parse_options(args.set)
     if args.variant:
         options["variant"] = args.variant
     info = describe(args.name, image_size=args.image_size, **options)
@@ -134,14 +142,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
     """Training/inference speed of GMSRF-Net (and Polyp-SAM) against the authors' way of running it."""
     from polyplib.engine.bench import format_table, run_bench
 
-    results = run_bench(args.suite, quick=args.quick, device=args.device, out=args.out)
+    results = run_bench(args.suite, quick=args.quick, device=args.device, out=args.out, variants=tuple(args.variants),
+                        image_size=args.image_size)
     _print(results, args.json, format_table(results))
     return 0
 
 
 # -- parser -----------------------------------------------------------------------------------------------------
-def build_parser() -> argparse.ArgumentParser:
-    """The whole command line."""
+def build_parser(external: bool = True) -> argparse.ArgumentParser:
+    """The whole command line (`external=False` leaves out the commands of polyplib.book and polyplib.sam.cli)."""
     parser = argparse.ArgumentParser(prog="polyplib", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -177,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int, default=256)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--save-predictions", action="store_true", help="probability PNGs at the original resolution")
+    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="dataset options, e.g. n=16 (synthpolyp)")
     p.add_argument("--no-overlays", action="store_true")
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true")
@@ -211,12 +221,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="GMSRF-Net speed benchmark against the authors' way (fp32, eager, batch 8)")
     p.add_argument("--suite", choices=("gmsrf", "sam", "all"), default="gmsrf")
     p.add_argument("--quick", action="store_true", help="few iterations at small sizes (CPU)")
+    p.add_argument("--variants", nargs="+", choices=("paper", "official"), default=["paper", "official"])
+    p.add_argument("--image-size", type=int, default=None, help="default 256 (64 with --quick)")
     p.add_argument("--device", default="auto")
     p.add_argument("--out", help="results JSON path")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)
 
-    for module in EXTERNAL_COMMANDS:
+    for module in EXTERNAL_COMMANDS if external else ():
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as err:
@@ -229,11 +241,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; a PolypError becomes a one-line message and exit status 1."""
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    own = bool(argv) and argv[0] in OWN_COMMANDS  # skip importing the other commands' modules (fast start-up)
+    args = build_parser(external=not own).parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except PolypError as err:
-        print(f"polyplib {args.command}: error: {err}", file=sys.stderr)
+        print(f"polyplib {args.command}: error: {' '.join(str(err).split())}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"polyplib {args.command}: interrupted", file=sys.stderr)

@@ -198,11 +198,12 @@ def bench_gmsrf(device: str = "auto", quick: bool = False, variants: tuple[str, 
             "lines": lines, "comparisons": comparisons}
 
 
-def run_bench(suite: str = "gmsrf", quick: bool = False, device: str = "auto", out: str | Path | None = None) -> dict:
+def run_bench(suite: str = "gmsrf", quick: bool = False, device: str = "auto", out: str | Path | None = None,
+              variants: tuple[str, ...] = VARIANTS, image_size: int | None = None) -> dict:
     """Run the GMSRF suite and/or Polyp-SAM's (`polyplib.sam.bench.run`, when installed); save JSON with provenance."""
     results: dict[str, Any] = {"provenance": provenance(), "suites": {}}
     if suite in ("gmsrf", "all"):
-        results["suites"]["gmsrf"] = bench_gmsrf(device, quick)
+        results["suites"]["gmsrf"] = bench_gmsrf(device, quick, variants, image_size)
     if suite in ("sam", "all"):
         try:
             sam_bench = importlib.import_module("polyplib.sam.bench")

@@ -23,7 +23,7 @@ class TrainConfig:
 
     model: str = "gmsrf"
     model_options: dict = field(default_factory=dict)
-    dataset: str = "Kvasir-SEG"
+    dataset: str = "kvasir-seg"
     root: str | None = None
     protocol: str = "gmsrf"
     train_split: str = "train"

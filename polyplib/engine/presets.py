@@ -32,7 +32,7 @@ def get_preset(name: str, **overrides) -> TrainConfig:
 @register_preset("gmsrf-paper")
 def gmsrf_paper() -> TrainConfig:
     """GMSRF-Net paper §4.2: 256×256, Adam 1e-4, batch 8, 50 epochs, augmentation, deep-supervised structure loss."""
-    return TrainConfig(model="gmsrf", model_options={"variant": "paper"}, dataset="Kvasir-SEG", protocol="gmsrf",
+    return TrainConfig(model="gmsrf", model_options={"variant": "paper"}, dataset="kvasir-seg", protocol="gmsrf",
                        image_size=256, augment=True, batch_size=8, epochs=50, lr=1e-4, optimizer="adam",
                        schedule="constant", loss="structure", select="dice", out_dir="runs/gmsrf-paper")
 
@@ -56,7 +56,7 @@ def cpu_tiny() -> TrainConfig:
 @register_preset("polyp-sam-paper")
 def polyp_sam_paper() -> TrainConfig:
     """Polyp-SAM §3: Dice loss, AdamW 4e-6 (wd 1e-4), 30 warm-up epochs then cosine to 1e-6 over 200, effective batch 48."""
-    return TrainConfig(model="polyp-sam-b", model_options={"strategy": "full"}, dataset="Kvasir-SEG",
+    return TrainConfig(model="polyp-sam-b", model_options={"strategy": "full"}, dataset="pranet-train",
                        protocol="polyp-sam", image_size=1024, augment=False, batch_size=4, grad_accum=12, epochs=200,
                        lr=4e-6, optimizer="adamw", weight_decay=1e-4, schedule="warmup-cosine", warmup_epochs=30,
                        warmup_start_lr=5e-7, min_lr=1e-6, loss="dice", select="dice", out_dir="runs/polyp-sam-paper")

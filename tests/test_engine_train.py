@@ -1,0 +1,115 @@
+"""Trainer: a tiny synthpolyp run learns, logs and checkpoints; resume is exact after an interruption or a SIGKILL."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from polyplib.engine import get_preset, load_checkpoint, train
+from polyplib.engine.curves import plot_curves, read_log
+from polyplib.engine.trainer import _Run
+from polyplib.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tiny(tmp_path: Path, name: str = "run", **overrides):
+    """The cpu-tiny preset writing under tmp_path."""
+    return get_preset("cpu-tiny", out_dir=str(tmp_path / name), progress=False, **overrides)
+
+
+def assert_same_weights(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_tiny_run_lowers_the_loss_and_writes_log_and_checkpoints(tmp_path):
+    result = train(tiny(tmp_path, epochs=4))
+    rows = read_log(tmp_path / "run" / "log.jsonl")
+    losses = [row["train_loss"] for row in rows]
+    assert [row["epoch"] for row in rows] == [0, 1, 2, 3] and rows == result.history
+    assert losses[-1] < 0.8 * losses[0], losses
+    assert {"train_loss", "val_loss", "val_dice", "lr", "images_per_s", "peak_mem_mb", "step"} <= rows[-1].keys()
+    best, last = load_checkpoint(result.best_checkpoint), load_checkpoint(result.last_checkpoint)
+    assert best["metrics"]["val_dice"] == max(row["val_dice"] for row in rows) == result.best_metric
+    assert best["epoch"] == result.best_epoch
+    assert (last["epoch"], last["batches_done"], last["global_step"]) == (4, 0, rows[-1]["step"])
+    assert len(last["split"]["val"]) > 0 and set(last["split"]["val"]).isdisjoint(last["split"]["train"])
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["epochs"] == 4
+    fig = plot_curves(tmp_path / "run" / "log.jsonl", tmp_path / "curves.png")
+    assert list(fig.axes[0].lines[0].get_ydata()) == losses and (tmp_path / "curves.png").stat().st_size > 0
+
+
+def test_plateau_schedule_follows_validation_loss_and_accumulation_counts_steps(tmp_path):
+    result = train(tiny(tmp_path, epochs=2, schedule="plateau", grad_accum=2, clip_value=0.5))
+    last = load_checkpoint(result.last_checkpoint)
+    val_losses = [row["val_loss"] for row in result.history]
+    assert last["scheduler"]["best"] == pytest.approx(min(val_losses))
+    batches = len(last["split"]["train"]) // 4
+    assert last["global_step"] == 2 * (batches // 2) and batches >= 2
+
+
+def test_interrupted_run_resumes_bit_identically_mid_epoch(tmp_path, monkeypatch):
+    config = tiny(tmp_path, epochs=3, save_every_steps=1, augment=True)
+    reference = train(config.replace(out_dir=str(tmp_path / "reference")))
+    original = _Run._optimizer_step
+
+    def crash_at_step_6(self):
+        original(self)
+        if self.global_step == 6:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(_Run, "_optimizer_step", crash_at_step_6)
+    with pytest.raises(KeyboardInterrupt):
+        train(config)
+    monkeypatch.setattr(_Run, "_optimizer_step", original)
+    saved = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert saved["global_step"] == 5 and saved["batches_done"] > 0  # the last save was mid-epoch
+    resumed = train(config, resume=True)
+    assert resumed.rank_digests == reference.rank_digests
+    assert [r["val_dice"] for r in resumed.history] == [r["val_dice"] for r in reference.history]
+    assert [r["train_loss"] for r in resumed.history] == [r["train_loss"] for r in reference.history]
+    with pytest.raises(ConfigError, match="different lr"):
+        train(config.replace(lr=0.5), resume=True)
+
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def _train_args(out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "polyplib", "train", "--preset", "cpu-tiny", "--out", str(out), "--no-progress",
+            *extra, "--set", "epochs=3", "save_every_steps=1", "augment=true"]
+
+
+def _cli_train(out: Path) -> subprocess.Popen:
+    return subprocess.Popen(_train_args(out), cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def test_sigkilled_training_process_resumes_to_the_same_weights(tmp_path):
+    reference = _cli_train(tmp_path / "reference")
+    killed = _cli_train(tmp_path / "killed")
+    last = tmp_path / "killed" / "last.pt"
+    deadline = time.monotonic() + 120
+    while not last.exists() and killed.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.002)
+    killed.send_signal(signal.SIGKILL)
+    killed.communicate()
+    assert killed.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    assert not (tmp_path / "killed" / "result.json").exists()
+    resumed = subprocess.run(_train_args(tmp_path / "killed", "--resume"), cwd=REPO, capture_output=True, text=True,
+                             env=ENV)
+    assert resumed.returncode == 0, resumed.stderr
+    assert reference.wait() == 0, reference.stderr.read()
+    a = load_checkpoint(tmp_path / "reference" / "last.pt")
+    b = load_checkpoint(tmp_path / "killed" / "last.pt")
+    assert_same_weights(a["model"], b["model"])
+    assert a["best"] == b["best"] and a["global_step"] == b["global_step"]
+    log = [read_log(tmp_path / name / "log.jsonl") for name in ("reference", "killed")]
+    assert [r["val_dice"] for r in log[0]] == [r["val_dice"] for r in log[1]] and len(log[1]) == 3
