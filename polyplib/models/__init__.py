@@ -1,0 +1,5 @@
+"""Segmentation models by name: GMSRF-Net variants and the baselines (Polyp-SAM registers from polyplib.sam)."""
+from polyplib.models import baselines, gmsrf, unet_original  # noqa: F401  (register the builders)
+from polyplib.models.registry import create_model, describe, list_models, register_model
+
+__all__ = ["create_model", "describe", "list_models", "register_model"]

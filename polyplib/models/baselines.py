@@ -1,0 +1,53 @@
+"""Comparison baselines of GMSRF Tables I-II: U-Net, U-Net++, DeepLabV3+ (segmentation_models_pytorch)."""
+from __future__ import annotations
+
+import segmentation_models_pytorch as smp
+import torch
+from torch import nn
+
+from polyplib.errors import ConfigError
+from polyplib.models.layers import InputNorm, check_image
+from polyplib.models.registry import register_model
+
+
+class Normalized(nn.Module):
+    """[0,1] RGB -> ImageNet-normalised input -> wrapped network (logits [B,1,H,W])."""
+
+    def __init__(self, net: nn.Module, stride: int, name: str) -> None:
+        super().__init__()
+        self.norm = InputNorm()
+        self.net = net
+        self.stride = stride
+        self.name = name
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        check_image(image, self.stride, self.name)
+        return self.net(self.norm(image))
+
+
+def _smp(arch: type[nn.Module], name: str, encoder_name: str, **kwargs) -> Normalized:
+    """An smp architecture with random encoder weights and one output channel."""
+    try:
+        net = arch(encoder_name=encoder_name, encoder_weights=None, in_channels=3, classes=1, **kwargs)
+    except (KeyError, ValueError) as err:
+        raise ConfigError(f"{name}: encoder_name={encoder_name!r} is not available in smp "
+                          f"(see segmentation_models_pytorch.encoders.get_encoder_names()): {err}") from err
+    return Normalized(net, stride=32, name=name)
+
+
+@register_model("unet")
+def unet(encoder_name: str = "resnet34", encoder_depth: int = 5) -> Normalized:
+    """U-Net (Ronneberger et al. 2015) with a ResNet-34 encoder, smp `Unet`."""
+    return _smp(smp.Unet, "unet", encoder_name, encoder_depth=encoder_depth)
+
+
+@register_model("unetplusplus")
+def unetplusplus(encoder_name: str = "resnet34", encoder_depth: int = 5) -> Normalized:
+    """U-Net++ (Zhou et al. 2018) with a ResNet-34 encoder, smp `UnetPlusPlus`."""
+    return _smp(smp.UnetPlusPlus, "unetplusplus", encoder_name, encoder_depth=encoder_depth)
+
+
+@register_model("deeplabv3plus")
+def deeplabv3plus(encoder_name: str = "resnet50", encoder_output_stride: int = 16) -> Normalized:
+    """DeepLabV3+ (Chen et al. 2018) with a ResNet-50 encoder at output stride 16, smp `DeepLabV3Plus`."""
+    return _smp(smp.DeepLabV3Plus, "deeplabv3plus", encoder_name, encoder_output_stride=encoder_output_stride)

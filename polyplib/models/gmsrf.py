@@ -1,0 +1,82 @@
+"""GMSRF-Net (Srivastava et al., ICPR 2022): encoder + RFB, GMSRF modules, vanilla decoder (Sec. II-B, Fig. 1a)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from polyplib.errors import ConfigError
+from polyplib.models.decoder import GMSRFDecoder, resize_logits
+from polyplib.models.encoders import FeaturesEncoder, StemBypassEncoder, create_backbone
+from polyplib.models.gmsrf_module import GMSRFModule
+from polyplib.models.layers import BasicConv2d, InputNorm, check_image, identity_norm
+from polyplib.models.registry import register_model
+from polyplib.models.rfb import RFB
+
+# variant -> timm backbone, stride of the coarsest scale, side-output resize mode, input normalisation
+VARIANTS = {
+    "official": dict(backbone="res2net50_26w_4s", stride=8, upsample="nearest"),
+    "paper": dict(backbone="resnet50", stride=32, upsample="bilinear"),
+}
+
+
+class GMSRFNet(nn.Module):
+    """Image [B,3,H,W] in [0,1] -> logits [B,1,H,W]; in training with deep supervision (D1, D2, D3, D4)."""
+
+    def __init__(self, encoder: nn.Module, reducers: nn.ModuleList, norm: InputNorm,
+                 channels: tuple[int, ...] = (32, 64, 128, 256), growth: tuple[int, ...] = (32, 32, 64, 64),
+                 num_modules: int = 2, cmsa: bool = True, msfs: bool = True, deep_supervision: bool = True,
+                 stride: int = 8, upsample: str = "nearest") -> None:
+        super().__init__()
+        self.norm = norm
+        self.encoder = encoder
+        self.reducers = reducers
+        self.gmsrf = nn.ModuleList([GMSRFModule(channels, growth, cmsa=cmsa, msfs=msfs) for _ in range(num_modules)])
+        self.decoder = GMSRFDecoder(channels, deep_supervision=deep_supervision)
+        self.deep_supervision = deep_supervision
+        self.stride = stride
+        self.upsample = upsample
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        check_image(image, self.stride, "GMSRF-Net")
+        feats = [reduce(f) for reduce, f in zip(self.reducers, self.encoder(self.norm(image)))]
+        fused = feats
+        for module in self.gmsrf:
+            fused = module(fused)
+        if self.gmsrf:
+            fused = [f + x for f, x in zip(fused, feats)]  # global residual to the RFB features (notes §1.4)
+        outputs = [resize_logits(o, image.shape[-2:], self.upsample) for o in self.decoder(fused)]
+        if self.training and self.deep_supervision:
+            return tuple(outputs)
+        return outputs[0]
+
+
+@register_model("gmsrf")
+def gmsrf(variant: str = "official", pretrained: bool = False, pretrained_file: str | Path | None = None,
+          backbone: str | None = None, cmsa: bool = True, msfs: bool = True, num_modules: int = 2,
+          deep_supervision: bool = True) -> GMSRFNet:
+    """GMSRF-Net. `official`: Res2Net-50 26w4s, stem bypassed (scales H..H/8), layer1 reduced by a 1x1 conv, no
+    input normalisation, nearest side-output upsampling, as NoviceMAn-prog/GMSRFNet. `paper`: timm ResNet-50 with its
+    stem (scales H/4..H/32), RFB on all four scales (Sec. II-B.1), ImageNet normalisation, bilinear upsampling.
+    Both use widths 32/64/128/256 and growth 32/32/64/64."""
+    if variant not in VARIANTS:
+        raise ConfigError(f"variant={variant!r} is not known; choose one of {sorted(VARIANTS)}")
+    if not isinstance(num_modules, int) or num_modules < 0:
+        raise ConfigError(f"num_modules={num_modules!r} must be an integer >= 0 (the paper uses 2)")
+    cfg = VARIANTS[variant]
+    name = backbone or cfg["backbone"]
+    channels = (32, 64, 128, 256)
+    if variant == "official":
+        net = create_backbone(name, pretrained=pretrained, pretrained_file=pretrained_file)
+        encoder = StemBypassEncoder(net, stem=BasicConv2d(3, net.feature_info[0]["num_chs"], 3, padding=1))
+        enc_ch = encoder.channels
+        reducers = [BasicConv2d(enc_ch[0], channels[0], 1)] + [RFB(i, o) for i, o in zip(enc_ch[1:], channels[1:])]
+        norm = identity_norm()
+    else:
+        encoder = FeaturesEncoder(create_backbone(name, pretrained=pretrained, pretrained_file=pretrained_file,
+                                                  features_only=True, out_indices=(1, 2, 3, 4)))
+        reducers = [RFB(i, o) for i, o in zip(encoder.channels, channels)]
+        norm = InputNorm()
+    return GMSRFNet(encoder, nn.ModuleList(reducers), norm, channels, num_modules=num_modules, cmsa=cmsa, msfs=msfs,
+                    deep_supervision=deep_supervision, stride=cfg["stride"], upsample=cfg["upsample"])

@@ -1,0 +1,95 @@
+"""Model registry: `create_model(name, **options)`, `list_models()`, `register_model(name)`, `describe(...)`."""
+from __future__ import annotations
+
+import copy
+import importlib
+import inspect
+from typing import Callable
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from polyplib.errors import ConfigError
+
+_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+_PLUGINS = ("polyplib.sam",)  # modules that register more names (Polyp-SAM), imported on first need
+
+
+def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Decorator registering a builder `fn(**options) -> nn.Module` under `name` (from any module)."""
+    def wrap(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if name in _REGISTRY and _REGISTRY[name] is not fn:
+            raise ConfigError(f"model name {name!r} is already registered by {_REGISTRY[name].__module__}")
+        _REGISTRY[name] = fn
+        return fn
+    return wrap
+
+
+def _load_plugins() -> None:
+    """Import the plugin packages so their `@register_model` builders run; a missing plugin is skipped."""
+    for module in _PLUGINS:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as err:
+            if err.name != module:
+                raise
+
+
+def list_models() -> list[str]:
+    """Every registered model name, plugins included, sorted."""
+    _load_plugins()
+    return sorted(_REGISTRY)
+
+
+def create_model(name: str, **options) -> nn.Module:
+    """Build model `name` with keyword `options`; unknown names or options raise ConfigError listing the choices."""
+    if name not in _REGISTRY:
+        _load_plugins()
+    if name not in _REGISTRY:
+        raise ConfigError(f"unknown model {name!r}; choose one of {sorted(_REGISTRY)}")
+    builder = _REGISTRY[name]
+    signature = inspect.signature(builder)
+    unknown = sorted(set(options) - set(signature.parameters))
+    if unknown:
+        raise ConfigError(f"model {name!r} has no option(s) {unknown}; valid options: {list(signature.parameters)}")
+    return builder(**options)
+
+
+def _example_inputs(model: nn.Module, image_size: int, device: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """A [1,3,S,S] image in [0,1] plus the extra inputs the model lists (a centred box for `boxes`)."""
+    image = torch.full((1, 3, image_size, image_size), 0.5, device=device)
+    extras = {}
+    for key in getattr(model, "extra_inputs", ()):
+        if key != "boxes":
+            raise ConfigError(f"describe() cannot build the extra input {key!r} of {type(model).__name__}")
+        extras[key] = torch.tensor([[image_size / 4, image_size / 4, 3 * image_size / 4, 3 * image_size / 4]], device=device)
+    return image, extras
+
+
+def describe(name_or_model: str | nn.Module, image_size: int = 256, **options) -> dict:
+    """Parameters, trainable parameters, GFLOPs of one eval-mode forward at batch 1 and `image_size`^2 (a
+    multiply-add counts 2 FLOPs, `torch.utils.flop_counter`), the eval output shape, and `output_shapes`: the
+    training-mode outputs (deep supervision included) for a batch of 2 (BatchNorm needs 2). A given model is copied
+    first, so it is left untouched."""
+    if options and not isinstance(name_or_model, str):
+        raise ConfigError(f"describe(model, ...) takes options only with a model name; got {sorted(options)}")
+    model = create_model(name_or_model, **options) if isinstance(name_or_model, str) else name_or_model
+    # data-dependent prompt handling (Polyp-SAM) needs real tensors; everything else runs shapes-only on `meta`
+    device = "cpu" if getattr(model, "extra_inputs", ()) else "meta"
+    work = (model if isinstance(name_or_model, str) else copy.deepcopy(model)).to(device)
+    image, extras = _example_inputs(work, image_size, device)
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        out = work.eval()(image, **extras)
+    with torch.no_grad():
+        train_out = work.train()(image.expand(2, -1, -1, -1), **{k: v.expand(2, -1) for k, v in extras.items()})
+    shapes = [tuple(o.shape) for o in (train_out if isinstance(train_out, tuple) else (train_out,))]
+    return {
+        "params": sum(p.numel() for p in model.parameters()),
+        "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "gflops": counter.get_total_flops() / 1e9,
+        "image_size": image_size,
+        "output_shape": tuple(out.shape),
+        "output_shapes": shapes,
+    }
