@@ -1,0 +1,95 @@
+"""Losses: structure loss of PraNet/GMSRF (Sec. II-B.4), deep-supervision sum, soft Dice; `build_loss(name)`.
+
+The official GMSRF/PraNet training code has two bugs (notes §1.5), reproduced only with `legacy_bugs=True`:
+1. `F.binary_cross_entropy_with_logits(..., reduce='none')` passes the *legacy* `reduce` argument, which is truthy,
+   so PyTorch returns the scalar mean BCE and the boundary weighting of the BCE term is a no-op (plain mean BCE);
+2. the official model applies a sigmoid to its main output D1 and the loss applies another one (BCE-with-logits and
+   the IoU term then see sigmoid(sigmoid(z))). Our models return logits, so the flag applies that extra sigmoid to
+   the main (first) output only.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from polyplib.errors import ConfigError
+
+Outputs = torch.Tensor | tuple[torch.Tensor, ...] | list[torch.Tensor]
+
+
+def _check(logits: torch.Tensor, target: torch.Tensor) -> None:
+    if logits.shape != target.shape or logits.dim() != 4:
+        raise ConfigError(f"loss expects logits and target of the same shape [B,1,H,W]; got logits "
+                          f"{tuple(logits.shape)} and target {tuple(target.shape)}")
+
+
+def boundary_weight(target: torch.Tensor, kernel: int = 31, strength: float = 5.0) -> torch.Tensor:
+    """weit = 1 + 5 |avgpool31(m) - m|: pixels near mask boundaries weigh up to 6x (F3Net / PraNet)."""
+    return 1 + strength * (F.avg_pool2d(target, kernel, stride=1, padding=kernel // 2) - target).abs()
+
+
+def structure_loss(logits: torch.Tensor, target: torch.Tensor, legacy_bce: bool = False) -> torch.Tensor:
+    """Weighted BCE + weighted IoU (L_DUAL, Sec. II-B.4), per image then averaged over the batch."""
+    _check(logits, target)
+    weit = boundary_weight(target)
+    if legacy_bce:
+        wbce = F.binary_cross_entropy_with_logits(logits, target)  # what `reduce='none'` really returns
+    else:
+        bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+        wbce = (weit * bce).sum(dim=(2, 3)) / weit.sum(dim=(2, 3))
+    prob = torch.sigmoid(logits)
+    inter = (prob * target * weit).sum(dim=(2, 3))
+    union = ((prob + target) * weit).sum(dim=(2, 3))
+    wiou = 1 - (inter + 1) / (union - inter + 1)
+    return (wbce + wiou).mean()
+
+
+def dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
+    """Soft Dice loss 1 - (2 Σpg + s) / (Σp + Σg + s) per image, averaged over the batch."""
+    _check(logits, target)
+    prob = torch.sigmoid(logits)
+    inter = (prob * target).sum(dim=(2, 3))
+    total = prob.sum(dim=(2, 3)) + target.sum(dim=(2, 3))
+    return (1 - (2 * inter + smooth) / (total + smooth)).mean()
+
+
+def bce_dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
+    """Mean BCE-with-logits + soft Dice."""
+    _check(logits, target)
+    return F.binary_cross_entropy_with_logits(logits, target) + dice_loss(logits, target, smooth)
+
+
+class DeepSupervisionLoss(nn.Module):
+    """L_GMSRF = Σ_i L(D_i) over all outputs with weight 1 (Sec. II-B.4); a single tensor is one output."""
+
+    def __init__(self, loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], sigmoid_main: bool = False) -> None:
+        super().__init__()
+        self.loss = loss
+        self.sigmoid_main = sigmoid_main
+
+    def forward(self, outputs: Outputs, target: torch.Tensor) -> torch.Tensor:
+        outputs = [outputs] if isinstance(outputs, torch.Tensor) else list(outputs)
+        if self.sigmoid_main:  # legacy bug 2: the official model's sigmoid on D1, fed to a logits loss
+            outputs[0] = torch.sigmoid(outputs[0])
+        return torch.stack([self.loss(o, target) for o in outputs]).sum()
+
+
+def build_loss(name: str, **options) -> DeepSupervisionLoss:
+    """`structure` (option `legacy_bugs`), `dice` / `bce-dice` (option `smooth`); all sum deep-supervision outputs."""
+    if name == "structure":
+        legacy = options.pop("legacy_bugs", False)
+        if options:
+            raise ConfigError(f"loss 'structure' has no option(s) {sorted(options)}; valid: ['legacy_bugs']")
+        return DeepSupervisionLoss(lambda o, t: structure_loss(o, t, legacy_bce=legacy), sigmoid_main=legacy)
+    if name in LOSSES:
+        smooth = options.pop("smooth", 1.0)
+        if options:
+            raise ConfigError(f"loss {name!r} has no option(s) {sorted(options)}; valid: ['smooth']")
+        return DeepSupervisionLoss(lambda o, t: LOSSES[name](o, t, smooth))
+    raise ConfigError(f"unknown loss {name!r}; choose one of {['structure', *LOSSES]}")
+
+
+LOSSES = {"dice": dice_loss, "bce-dice": bce_dice_loss}
