@@ -48,7 +48,14 @@ def prepare_cache(name: str, out_dir: str | os.PathLike, root: str | os.PathLike
     (target / ORIG_SIZES_JSON).write_text(json.dumps(sizes, indent=0, sort_keys=True))
     if (folder / BBOXES_JSON).is_file():
         shutil.copy2(folder / BBOXES_JSON, target / BBOXES_JSON)
-    stored = split_dir(name, 0, root).parent
-    if stored.is_dir():
-        shutil.copytree(stored, split_dir(name, 0, out_dir).parent, dirs_exist_ok=True)
+    _copy_gmsrf_splits(name, root, out_dir, set(sizes))
     return out_dir
+
+
+def _copy_gmsrf_splits(name: str, root: str | os.PathLike | None, out_dir: Path, kept: set[str]) -> None:
+    """Carry the stored GMSRF split files over, restricted to the cached ids, so the cache splits identically."""
+    stored = split_dir(name, 0, root).parent
+    for source in sorted(stored.glob("seed*/*.txt")) if stored.is_dir() else []:
+        target = split_dir(name, int(source.parent.name[4:]), out_dir) / source.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text("".join(f"{i}\n" for i in source.read_text().split() if i in kept))

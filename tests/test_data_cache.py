@@ -1,0 +1,49 @@
+"""prepare_cache: a resized PNG copy that is itself a data root with the same ids, splits, boxes and original sizes."""
+import json
+
+import cv2
+import pytest
+import torch
+
+from polyplib.data import get_split, list_datasets, load_dataset, prepare_cache
+from polyplib.errors import ConfigError
+from test_data_layouts import write_pair
+
+
+@pytest.fixture
+def kvasir(tmp_path):
+    """Ten Kvasir-SEG-layout JPEG pairs at 40x48 with a kavsir_bboxes.json."""
+    root = tmp_path / "root"
+    for index in range(10):
+        write_pair(root / "Kvasir-SEG", f"cju{index:03d}", ".jpg", hw=(40, 48))
+    boxes = {"cju001": {"height": 40, "width": 48, "bbox": [{"label": "polyp", "xmin": 6, "ymin": 4, "xmax": 22, "ymax": 14}]}}
+    (root / "Kvasir-SEG" / "kavsir_bboxes.json").write_text(json.dumps(boxes))
+    return root
+
+
+def test_cache_is_a_data_root_with_identical_ids_and_splits(kvasir, tmp_path):
+    split = get_split("kvasir-seg", "gmsrf", root=kvasir)
+    out = prepare_cache("kvasir-seg", tmp_path / "cache", root=kvasir, image_size=32)
+    assert out == tmp_path / "cache"
+    assert cv2.imread(str(out / "Kvasir-SEG" / "images" / "cju004.png")).shape == (32, 32, 3)
+    cached, original = load_dataset("kvasir-seg", root=out, image_size=32), load_dataset("kvasir-seg", root=kvasir, image_size=32)
+    assert cached.ids == original.ids
+    assert get_split("kvasir-seg", "gmsrf", root=out) == split
+    sample, reference = cached[3], original[3]
+    assert sample["orig_size"] == (40, 48) and sample["id"] == "cju003"
+    assert torch.equal(sample["mask"], reference["mask"])
+    assert (sample["image"] - reference["image"]).abs().max() <= 1 / 255 + 1e-6
+    assert cached.annotated_boxes["cju001"].tolist() == [[6, 4, 22, 14]]
+    assert [row["pairs"] for row in list_datasets(out) if row["name"] == "kvasir-seg"] == [10]
+
+
+def test_cache_of_one_split_holds_only_that_split(kvasir, tmp_path):
+    test_ids = get_split("kvasir-seg", "gmsrf", root=kvasir)["test"]
+    out = prepare_cache("kvasir-seg", tmp_path / "cache", root=kvasir, image_size=24, split="test")
+    assert load_dataset("kvasir-seg", root=out, image_size=None).ids == test_ids
+    assert load_dataset("kvasir-seg", root=out, split="test").ids == test_ids
+
+
+def test_cache_refuses_generated_data():
+    with pytest.raises(ConfigError, match="synthpolyp is generated in memory"):
+        prepare_cache("synthpolyp", "unused")
