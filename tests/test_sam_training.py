@@ -1,0 +1,119 @@
+"""Polyp-SAM through the engine: decoder/full training runs, CLI, evaluation labels, and the detector->SAM cascade."""
+import json
+
+import pytest
+import torch
+
+from polyplib.cli import main
+from polyplib.engine import TrainConfig, load_checkpoint
+from polyplib.engine.evaluate import load_trained_model
+from polyplib.errors import ConfigError
+from polyplib.sam.cascade import boxes_from_probabilities, cascade_predict_fn, evaluate_sam, gt_box_predict_fn
+from polyplib.sam.model import PolypSAM
+from polyplib.sam.training import train
+
+TINY = {"allow_scratch": True, "encoder_size": 64}
+
+
+def tiny_config(tmp_path, strategy: str, **overrides) -> TrainConfig:
+    return TrainConfig(model="polyp-sam-tiny", model_options={**TINY, "strategy": strategy}, dataset="synthpolyp",
+                       dataset_options={"n": 10}, protocol="gmsrf", image_size=64, augment=False, batch_size=2,
+                       epochs=2, lr=1e-3, optimizer="adamw", loss="dice", precision="fp32", device="cpu",
+                       out_dir=str(tmp_path / strategy), progress=False).replace(**overrides)
+
+
+def split_state(path):
+    state = load_checkpoint(path)["model"]
+    enc = {k: v for k, v in state.items() if k.startswith(("sam.image_encoder.", "sam.prompt_encoder."))}
+    dec = {k: v for k, v in state.items() if k.startswith("sam.mask_decoder.")}
+    return enc, dec
+
+
+@pytest.fixture(scope="module")
+def decoder_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("sam-train")
+    torch.manual_seed(0)
+    from polyplib.models import create_model
+    initial = create_model("polyp-sam-tiny", **TINY).state_dict()
+    return initial, train(tiny_config(tmp, "decoder", seed=0))
+
+
+def test_decoder_training_with_cached_embeddings(decoder_run):
+    initial, result = decoder_run
+    assert len(result.history) == 2 and result.best_checkpoint is not None
+    losses = [row["train_loss"] for row in result.history]
+    assert all(0 < loss < 1 for loss in losses) and losses[1] < losses[0]
+    enc, dec = split_state(result.last_checkpoint)
+    assert all(torch.equal(v, initial[k]) for k, v in enc.items())  # frozen encoders: bit-identical
+    assert any(not torch.equal(v, initial[k]) for k, v in dec.items())
+
+
+def test_full_training_changes_the_encoder(tmp_path):
+    torch.manual_seed(0)
+    from polyplib.models import create_model
+    initial = create_model("polyp-sam-tiny", **TINY).state_dict()
+    result = train(tiny_config(tmp_path, "full", epochs=1, seed=0))
+    enc, _ = split_state(result.last_checkpoint)
+    assert any(not torch.equal(v, initial[k]) for k, v in enc.items() if k.startswith("sam.image_encoder."))
+
+
+def test_augmentation_with_cached_embeddings_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="cache_embeddings"):
+        train(tiny_config(tmp_path, "decoder", augment=True))
+
+
+def test_cli_trains_polyp_sam(tmp_path, capsys):
+    out = tmp_path / "cli"
+    code = main(["train", "--model", "polyp-sam-tiny", "--strategy", "decoder", "--dataset", "synthpolyp",
+                 "--image-size", "64", "--epochs", "1", "--batch-size", "2", "--out", str(out), "--device", "cpu",
+                 "--no-progress", "--json", "--set", "loss=dice", "augment=false", "dataset_options.n=6",
+                 "model_options.allow_scratch=true", "model_options.encoder_size=64", "precision=fp32"])
+    assert code == 0 and (out / "best.pt").is_file()
+    assert json.loads(capsys.readouterr().out)["epochs"] == 1
+
+
+def test_boxes_from_a_prediction_one_per_component():
+    probs = torch.zeros(2, 1, 32, 32)
+    probs[0, 0, 2:8, 3:10] = 0.9
+    probs[0, 0, 20:30, 15:25] = 0.7
+    probs[0, 0, 12, 12] = 0.4  # below the threshold
+    boxes = boxes_from_probabilities(probs, threshold=0.5, max_boxes=4)
+    assert boxes.shape == (2, 4, 4)
+    assert boxes[0, :2].tolist() == [[15.0, 20.0, 25.0, 30.0], [3.0, 2.0, 10.0, 8.0]]
+    assert boxes[0, 2:].isnan().all() and boxes[1].isnan().all()
+
+
+def test_cascade_uses_detector_boxes_and_evaluation_is_labelled(decoder_run, tmp_path):
+    _, result = decoder_run
+    sam, _ = load_trained_model(result.best_checkpoint)
+    assert isinstance(sam, PolypSAM) and sam.pretrained_source == "scratch"
+    from polyplib.data import load_dataset
+    batch = torch.utils.data.default_collate([load_dataset("synthpolyp", image_size=64, n=4)[i] for i in range(2)])
+    oracle = cascade_predict_fn(lambda b: b["mask"], sam, torch.device("cpu"))  # a perfect detector
+    per_component = gt_box_predict_fn(sam, torch.device("cpu"), per_component=True)
+    torch.testing.assert_close(oracle(batch), per_component(batch))
+    empty = cascade_predict_fn(lambda b: torch.zeros_like(b["mask"]), sam, torch.device("cpu"))(batch)
+    assert float(empty.max()) < 1e-6
+    res = evaluate_sam(sam, "synthpolyp", tmp_path / "eval", image_size=64, batch_size=2, device="cpu",
+                       dataset_options={"n": 4}, overlays=False, progress=False)
+    summary = json.loads(res.files["summary"].read_text())
+    assert summary["pretrained_source"] == "scratch" and "ground-truth" in summary["prompts"]
+    assert 0 <= summary["means"]["dice"] <= 1 and "meanDice" in summary["means"]
+
+
+def test_cli_cascade_with_a_trained_detector(decoder_run, tmp_path, capsys):
+    _, result = decoder_run
+    det = tmp_path / "detector"
+    assert main(["train", "--preset", "cpu-tiny", "--epochs", "1", "--out", str(det), "--no-progress", "--json",
+                 "--set", "dataset_options.n=8"]) == 0
+    capsys.readouterr()
+    out = tmp_path / "cascade"
+    assert main(["cascade", "--sam", str(result.best_checkpoint), "--detector", str(det / "best.pt"),
+                 "--dataset", "synthpolyp", "--image-size", "64", "--batch-size", "2", "--device", "cpu",
+                 "--jitter", "0", "0.2", "--out", str(out), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["pretrained_source"] == "scratch" and {"gt_boxes", "cascade", "robustness"} <= set(report)
+    assert [row["jitter"] for row in report["robustness"]] == [0.0, 0.2]
+    assert report["robustness"][0]["dice"] == pytest.approx(report["gt_boxes"]["dice"])
+    summary = json.loads((out / "cascade" / "summary.json").read_text())
+    assert "detector boxes" in summary["prompts"]
