@@ -1,10 +1,11 @@
 """Polyp datasets: registry and layouts, splits, download, synthpolyp, transforms and box prompts."""
 from polyplib.data.boxes import jitter_box, mask_to_box, mask_to_boxes
 from polyplib.data.cache import prepare_cache
-from polyplib.data.dataset import PolypDataset, dataset_ids, load_dataset
+from polyplib.data.dataset import PolypDataset, load_dataset
 from polyplib.data.download import ARCHIVES, download
 from polyplib.data.io import DataWarning, Pair, binarize_mask, read_image, read_mask
-from polyplib.data.registry import DATASETS, DatasetSpec, data_root, find_pairs, list_datasets, locate, register_dataset
+from polyplib.data.registry import (DATASETS, DatasetSpec, data_root, dataset_ids, find_pairs, list_datasets, locate,
+                                    register_dataset)
 from polyplib.data.splits import PROTOCOLS, get_split
 from polyplib.data.synth import CENTRES, synth_frame
 

@@ -11,15 +11,14 @@ import torch
 from torch.utils.data import Dataset
 
 from polyplib.data.io import Pair, check_pairs, natural_key, read_pair
-from polyplib.data.registry import find_pairs, get_spec, locate
+from polyplib.data.registry import find_pairs, get_spec, locate, synth_options
 from polyplib.data.splits import get_split
-from polyplib.data.synth import DEFAULT_N, synth_frame, synth_ids
+from polyplib.data.synth import synth_frame, synth_ids
 from polyplib.data.transforms import apply_transform, build_transform, sample_seed
 from polyplib.errors import ConfigError, DataError
 
 BBOXES_JSON = "kavsir_bboxes.json"
 ORIG_SIZES_JSON = "orig_sizes.json"
-SYNTH_OPTIONS = {"n": DEFAULT_N, "centre": "A", "synth_seed": 0}
 
 
 class PolypDataset(Dataset):
@@ -77,22 +76,6 @@ class _SynthReader:
         return self.frames[pair.id]
 
 
-def _synth_options(name: str, options: dict) -> dict:
-    unknown = set(options) - (set(SYNTH_OPTIONS) if name == "synthpolyp" else set())
-    if unknown:
-        allowed = ", ".join(SYNTH_OPTIONS) if name == "synthpolyp" else "none beyond the documented keywords"
-        raise ConfigError(f"unknown option(s) {sorted(unknown)} for dataset {name!r}; dataset options: {allowed}")
-    return {**SYNTH_OPTIONS, **options} if name == "synthpolyp" else {}
-
-
-def dataset_ids(name: str, root: str | os.PathLike | None = None, **options) -> list[str]:
-    """Every id of a dataset (files found on disk, or the synthpolyp frames selected by n/centre)."""
-    synth = _synth_options(name, options)
-    if name == "synthpolyp":
-        return synth_ids(synth["n"], synth["centre"])
-    return [pair.id for pair in find_pairs(name, root)]
-
-
 def _read_json(path: Path) -> dict:
     try:
         return json.loads(path.read_text())
@@ -125,7 +108,7 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, split: str | 
                  check: bool = True, **options) -> PolypDataset:
     """A registered dataset (or one split of it); synthpolyp options: n, centre ('A'|'B'), synth_seed."""
     get_spec(name)
-    synth = _synth_options(name, options)
+    synth = synth_options(name, options)
     if name == "synthpolyp":
         pairs = [Pair(i, None, None) for i in synth_ids(synth["n"], synth["centre"])]
         tag, where, reader = f"synthpolyp-{synth['centre']}", "memory", _SynthReader(synth["centre"], synth["synth_seed"])

@@ -6,12 +6,14 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from polyplib.errors import ConfigError, DataError
 from polyplib.data.io import IMAGE_EXTENSIONS, Pair, pair_files
+from polyplib.data.synth import DEFAULT_N, synth_ids
+from polyplib.errors import ConfigError, DataError
 
 ENV_ROOT = "POLYPLIB_DATA"
 DEFAULT_ROOT = Path("~/.cache/polyplib/data")
 PRANET_LAYOUTS = (("images", "masks"), ("image", "masks"))
+SYNTH_OPTIONS = {"n": DEFAULT_N, "centre": "A", "synth_seed": 0}
 
 
 @dataclass(frozen=True)
@@ -79,10 +81,25 @@ def find_pairs(name: str, root: str | os.PathLike | None = None) -> list[Pair]:
     return pairs
 
 
+def synth_options(name: str, options: dict) -> dict:
+    """Validated dataset-specific options: synthpolyp takes n, centre, synth_seed; disk datasets take none."""
+    unknown = set(options) - (set(SYNTH_OPTIONS) if name == "synthpolyp" else set())
+    if unknown:
+        allowed = ", ".join(SYNTH_OPTIONS) if name == "synthpolyp" else "none beyond the documented keywords"
+        raise ConfigError(f"unknown option(s) {sorted(unknown)} for dataset {name!r}; dataset options: {allowed}")
+    return {**SYNTH_OPTIONS, **options} if name == "synthpolyp" else {}
+
+
+def dataset_ids(name: str, root: str | os.PathLike | None = None, **options) -> list[str]:
+    """Every id of a dataset (files found on disk, or the synthpolyp frames selected by n/centre)."""
+    synth = synth_options(name, options)
+    if name == "synthpolyp":
+        return synth_ids(synth["n"], synth["centre"])
+    return [pair.id for pair in find_pairs(name, root)]
+
+
 def list_datasets(root: str | os.PathLike | None = None) -> list[dict]:
     """Every registered dataset with `name`, `pairs` (0 when absent), `path` (None when absent) and `present`."""
-    from polyplib.data.synth import DEFAULT_N
-
     rows = []
     for name, spec in DATASETS.items():
         if not spec.folders:

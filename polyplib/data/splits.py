@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from polyplib.data.io import DataWarning, natural_key
-from polyplib.data.registry import data_root, get_spec
+from polyplib.data.registry import data_root, dataset_ids, get_spec
 from polyplib.errors import ConfigError, DataError
 
 PROTOCOLS = ("gmsrf", "pranet", "kvasir-official", "polyp-sam")
@@ -109,8 +109,6 @@ def get_split(name: str, protocol: str, root: str | os.PathLike | None = None, s
         return _lists(KVASIR_OFFICIAL)
     seed = DEFAULT_SEEDS[protocol] if seed is None else seed
     if ids is None:
-        from polyplib.data.dataset import dataset_ids
-
         ids = dataset_ids(name, root, **options)
     if protocol == "polyp-sam":
         return polyp_sam_partition(ids, seed)
