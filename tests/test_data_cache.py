@@ -16,7 +16,8 @@ def kvasir(tmp_path):
     root = tmp_path / "root"
     for index in range(10):
         write_pair(root / "Kvasir-SEG", f"cju{index:03d}", ".jpg", hw=(40, 48))
-    boxes = {"cju001": {"height": 40, "width": 48, "bbox": [{"label": "polyp", "xmin": 6, "ymin": 4, "xmax": 22, "ymax": 14}]}}
+    bbox = {"label": "polyp", "xmin": 6, "ymin": 4, "xmax": 22, "ymax": 14}
+    boxes = {"cju001": {"height": 40, "width": 48, "bbox": [bbox]}}
     (root / "Kvasir-SEG" / "kavsir_bboxes.json").write_text(json.dumps(boxes))
     return root
 
@@ -26,7 +27,8 @@ def test_cache_is_a_data_root_with_identical_ids_and_splits(kvasir, tmp_path):
     out = prepare_cache("kvasir-seg", tmp_path / "cache", root=kvasir, image_size=32)
     assert out == tmp_path / "cache"
     assert cv2.imread(str(out / "Kvasir-SEG" / "images" / "cju004.png")).shape == (32, 32, 3)
-    cached, original = load_dataset("kvasir-seg", root=out, image_size=32), load_dataset("kvasir-seg", root=kvasir, image_size=32)
+    cached = load_dataset("kvasir-seg", root=out, image_size=32)
+    original = load_dataset("kvasir-seg", root=kvasir, image_size=32)
     assert cached.ids == original.ids
     assert get_split("kvasir-seg", "gmsrf", root=out) == split
     sample, reference = cached[3], original[3]

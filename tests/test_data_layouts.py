@@ -59,7 +59,8 @@ def test_kvasir_official_zip_layout_jpeg_masks_and_bboxes(tmp_path):
     stems = ["cju0qkwl35piu0993l0dewei2", "cju0qoxqj9q6s0835b43399p4"]
     for stem in stems:
         write_pair(folder, stem, ".jpg", hw=(40, 48))
-    boxes = {stems[0]: {"height": 40, "width": 48, "bbox": [{"label": "polyp", "xmin": 6, "ymin": 4, "xmax": 22, "ymax": 14}]}}
+    bbox = {"label": "polyp", "xmin": 6, "ymin": 4, "xmax": 22, "ymax": 14}
+    boxes = {stems[0]: {"height": 40, "width": 48, "bbox": [bbox]}}
     (folder / "kavsir_bboxes.json").write_text(json.dumps(boxes))
     grey = cv2.imread(str(folder / "masks" / f"{stems[0]}.jpg"), cv2.IMREAD_GRAYSCALE)
     assert len(np.unique(grey)) > 2, "fixture must carry JPEG grey levels"

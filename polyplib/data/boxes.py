@@ -38,7 +38,7 @@ def mask_to_boxes(mask: np.ndarray) -> np.ndarray:
 
 
 def jitter_box(box: np.ndarray, fraction: float, image_hw: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
-    """Move each side by up to `fraction` x box size (MedSAM-style prompt noise); clipped inside the image, >= 1 px wide."""
+    """Move each side by up to `fraction` x box size (MedSAM-style prompt noise); inside the image, >= 1 px wide."""
     if fraction < 0:
         raise ConfigError(f"jitter fraction must be >= 0; got {fraction}")
     x0, y0, x1, y1 = np.asarray(box, dtype=np.float64)

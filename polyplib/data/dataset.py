@@ -22,7 +22,7 @@ ORIG_SIZES_JSON = "orig_sizes.json"
 
 
 class PolypDataset(Dataset):
-    """Samples {image [3,H,W] in [0,1], mask [1,H,W] in {0,1}, id, dataset, orig_size}; augmentation keyed by (seed, epoch, index)."""
+    """Samples {image [3,H,W] in [0,1], mask [1,H,W] {0,1}, id, dataset, orig_size}; augmentation per (seed, epoch, index)."""
 
     def __init__(self, tag: str, pairs: list[Pair], reader: Callable[[Pair], tuple[np.ndarray, np.ndarray]], *,
                  image_size: int | None = 256, augment: bool = False, seed: int = 0,
@@ -90,7 +90,7 @@ def read_annotated_boxes(path: Path) -> dict[str, np.ndarray]:
                               np.float32).reshape(-1, 4)
                 for key, entry in _read_json(path).items()}
     except (KeyError, TypeError) as exc:
-        raise DataError(f"{path}: expected {{id: {{'bbox': [{{xmin, ymin, xmax, ymax}}, ...]}}}}; missing {exc}") from exc
+        raise DataError(f"{path}: expected {{id: {{'bbox': [{{xmin, ymin, xmax, ymax}}]}}}}; missing {exc}") from exc
 
 
 def _select(pairs: list[Pair], ids: list[str], name: str, split: str, protocol: str, where: str) -> list[Pair]:
@@ -103,22 +103,27 @@ def _select(pairs: list[Pair], ids: list[str], name: str, split: str, protocol: 
     return [by_id[i] for i in sorted(ids, key=natural_key)]
 
 
-def load_dataset(name: str, root: str | os.PathLike | None = None, split: str | None = None, *, image_size: int | None = 256,
-                 augment: bool = False, seed: int = 0, protocol: str = "gmsrf", split_seed: int | None = None,
-                 check: bool = True, **options) -> PolypDataset:
+def _folder_extras(folder: Path) -> dict:
+    """Side files of a dataset folder: original sizes (written by prepare_cache) and Kvasir-SEG's annotated boxes."""
+    sizes, boxes = folder / ORIG_SIZES_JSON, folder / BBOXES_JSON
+    return {"orig_sizes": {k: tuple(v) for k, v in _read_json(sizes).items()} if sizes.is_file() else None,
+            "annotated_boxes": read_annotated_boxes(boxes) if boxes.is_file() else None}
+
+
+def load_dataset(name: str, root: str | os.PathLike | None = None, split: str | None = None, *,
+                 image_size: int | None = 256, augment: bool = False, seed: int = 0, protocol: str = "gmsrf",
+                 split_seed: int | None = None, check: bool = True, **options) -> PolypDataset:
     """A registered dataset (or one split of it); synthpolyp options: n, centre ('A'|'B'), synth_seed."""
     get_spec(name)
     synth = synth_options(name, options)
     if name == "synthpolyp":
         pairs = [Pair(i, None, None) for i in synth_ids(synth["n"], synth["centre"])]
-        tag, where, reader = f"synthpolyp-{synth['centre']}", "memory", _SynthReader(synth["centre"], synth["synth_seed"])
-        extras: dict = {}
+        tag, where, extras = f"synthpolyp-{synth['centre']}", "memory", {}
+        reader = _SynthReader(synth["centre"], synth["synth_seed"])
     else:
         folder = locate(name, root)[0]
         pairs, tag, where, reader = find_pairs(name, root), name, str(folder), read_pair
-        extras = {"orig_sizes": {k: tuple(v) for k, v in _read_json(folder / ORIG_SIZES_JSON).items()}
-                  if (folder / ORIG_SIZES_JSON).is_file() else None,
-                  "annotated_boxes": read_annotated_boxes(folder / BBOXES_JSON) if (folder / BBOXES_JSON).is_file() else None}
+        extras = _folder_extras(folder)
     if split is not None:
         table = get_split(name, protocol, root, split_seed, ids=[pair.id for pair in pairs])
         if split not in table:

@@ -43,7 +43,7 @@ def _registry(downloads: Path) -> dict:
     try:
         return json.loads(path.read_text())
     except ValueError as exc:
-        raise DataError(f"{path} is not valid JSON ({exc}); fix it or delete it (hashes are then recorded anew)") from exc
+        raise DataError(f"{path} is not valid JSON ({exc}); fix or delete it (hashes are then recorded anew)") from exc
 
 
 def _record(downloads: Path, archive: Archive, path: Path, source: str) -> None:
@@ -84,8 +84,9 @@ def fetch(key: str, root: str | os.PathLike | None = None, base_url: str | None 
             pooch.retrieve(url, known_hash=f"sha256:{entry['sha256']}" if entry else None, fname=archive.filename,
                            path=downloads, progressbar=True)
         except ValueError as exc:
-            raise DataError(f"download of {url} failed verification: {exc}. The archive differs from the one recorded "
-                            f"in {downloads / REGISTRY_FILE}; remove that entry only if the publisher changed it.") from exc
+            raise DataError(f"download of {url} failed verification: {exc}. The archive differs from the one "
+                            f"recorded in {downloads / REGISTRY_FILE}; remove that entry only if the publisher "
+                            f"changed it.") from exc
         except Exception as exc:
             raise DataError(f"cannot download {url} ({type(exc).__name__}: {exc}); check the connection, set "
                             f"${ENV_URL} to a mirror, or put the file at {path} by hand") from exc
@@ -130,7 +131,7 @@ def extract(key: str, path: Path, root: str | os.PathLike | None = None) -> Path
         top = _find_folder(scratch, archive.folder)
         if top is None:
             found = sorted(p.name for p in scratch.iterdir())
-            raise DataError(f"{path} has no folder {archive.folder!r} (top level: {found}); it is not the expected archive")
+            raise DataError(f"{path} has no folder {archive.folder!r} (top level: {found}): not the expected archive")
         target = base / archive.folder
         if target.exists():
             shutil.rmtree(target)

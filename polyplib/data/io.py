@@ -36,7 +36,11 @@ def _open(path: Path, mode: str) -> np.ndarray:
     except FileNotFoundError as exc:
         raise DataError(f"file not found: {path}") from exc
     except _READ_ERRORS as exc:
-        raise DataError(f"cannot read {path} ({exc}); the file is truncated or not an image: re-download or remove it") from exc
+        raise _unreadable(path, exc) from exc
+
+
+def _unreadable(path: Path, exc: Exception) -> DataError:
+    return DataError(f"cannot read {path} ({exc}); the file is truncated or not an image: re-download or remove it")
 
 
 def read_image(path: Path) -> np.ndarray:
@@ -60,7 +64,7 @@ def image_size(path: Path) -> tuple[int, int]:
         with Image.open(path) as handle:
             return handle.height, handle.width
     except _READ_ERRORS as exc:
-        raise DataError(f"cannot read {path} ({exc}); the file is truncated or not an image: re-download or remove it") from exc
+        raise _unreadable(path, exc) from exc
 
 
 def read_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray]:

@@ -1,4 +1,4 @@
-"""Dataset registry: where each public polyp dataset lives under one data root, in its real on-disk layouts (notes §4)."""
+"""Dataset registry: where each public polyp dataset lives under one data root, in its real layouts (notes §4)."""
 from __future__ import annotations
 
 import os

@@ -81,7 +81,7 @@ def _stored_gmsrf(name: str, ids: list[str], seed: int, root) -> dict[str, list[
             tmp.write_text("".join(f"{i}\n" for i in split[key]))
             os.replace(tmp, path)
         return split
-    split = {key: [line.strip() for line in path.read_text().splitlines() if line.strip()] for key, path in files.items()}
+    split = {key: path.read_text().split() for key, path in files.items()}
     listed = {i for part in split.values() for i in part}
     missing, extra = sorted(listed - set(ids), key=natural_key), sorted(set(ids) - listed, key=natural_key)
     if missing:

@@ -51,7 +51,7 @@ def _polyp_outline(rng: np.random.Generator, centre: np.ndarray, radius: float) 
 
 
 def _mucosa(rng: np.random.Generator, hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Pinkish mucosa with texture, vessels-like detail, concentric folds and a dark lumen; returns (rgb, yy/xx grid)."""
+    """Pinkish mucosa with texture, fine detail, concentric folds and a dark lumen; returns (rgb, (yy, xx) grid)."""
     yy, xx = np.mgrid[0:hw[0], 0:hw[1]].astype(np.float32)
     base = np.array([0.82, 0.42, 0.36], np.float32) + rng.uniform(-0.05, 0.05, 3).astype(np.float32)
     texture = 0.06 * _smooth_noise(rng, hw, 6, 3) + 0.03 * _smooth_noise(rng, hw, 40)

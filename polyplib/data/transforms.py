@@ -33,7 +33,8 @@ def sample_seed(seed: int, epoch: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1)[0])
 
 
-def apply_transform(transform: A.Compose, image: np.ndarray, mask: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def apply_transform(transform: A.Compose, image: np.ndarray, mask: np.ndarray,
+                    seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Run the pipeline with its random state fixed by `seed`."""
     transform.set_random_seed(seed)
     out = transform(image=image, mask=mask)
