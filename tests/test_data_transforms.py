@@ -99,3 +99,13 @@ def test_image_size_none_keeps_resolution_and_bad_sizes_are_refused():
         load_dataset("synthpolyp", n=1, image_size=3)
     with pytest.raises(ConfigError, match="augment=True needs an image_size"):
         load_dataset("synthpolyp", n=1, image_size=None, augment=True)
+
+
+def test_worker_processes_reproduce_the_single_process_samples():
+    dataset = load_dataset("synthpolyp", n=4, image_size=32, augment=True, seed=5)
+    dataset.set_epoch(2)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=2, num_workers=2)
+    batches = list(loader)
+    images = torch.cat([batch["image"] for batch in batches])
+    assert torch.equal(images, torch.stack([dataset[i]["image"] for i in range(4)]))
+    assert batches[1]["id"] == ["A0002", "A0003"] and batches[0]["orig_size"][0].tolist() == [240, 240]
