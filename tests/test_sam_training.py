@@ -109,8 +109,8 @@ def test_cli_cascade_with_a_trained_detector(decoder_run, tmp_path, capsys):
     capsys.readouterr()
     out = tmp_path / "cascade"
     assert main(["cascade", "--sam", str(result.best_checkpoint), "--detector", str(det / "best.pt"),
-                 "--dataset", "synthpolyp", "--image-size", "64", "--batch-size", "2", "--device", "cpu",
-                 "--jitter", "0", "0.2", "--out", str(out), "--json"]) == 0
+                 "--dataset", "synthpolyp", "--dataset-option", "n=4", "--image-size", "64", "--batch-size", "2", "--device", "cpu",
+                 "--jitter", "0", "0.2", "--out", str(out), "--no-overlays", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["pretrained_source"] == "scratch" and {"gt_boxes", "cascade", "robustness"} <= set(report)
     assert [row["jitter"] for row in report["robustness"]] == [0.0, 0.2]

@@ -25,11 +25,21 @@ def load_sam(spec: str, allow_scratch: bool = False, device: str = "cpu"):
 def cmd_cascade(args: argparse.Namespace) -> int:
     """Evaluate Polyp-SAM prompted by GT boxes, by a detector's boxes (--detector), and under box jitter (--jitter)."""
     from polyplib.engine.evaluate import load_trained_model
+    from polyplib.errors import ConfigError
     from polyplib.sam.cascade import box_robustness, evaluate_sam
 
+    from polyplib.engine.config import parse_value
+
     sam = load_sam(args.sam, args.allow_scratch)
+    dataset_options = {}
+    for item in args.dataset_option:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--dataset-option {item!r}: expected key=value, e.g. n=20")
+        dataset_options[key] = parse_value(raw)
     options = dict(root=args.root, split=args.split, protocol=args.protocol, image_size=args.image_size,
-                   batch_size=args.batch_size, device=args.device, progress=not args.json)
+                   batch_size=args.batch_size, device=args.device, progress=not args.json,
+                   dataset_options=dataset_options, overlays=not args.no_overlays)
     out = Path(args.out)
     report: dict = {"sam": args.sam, "pretrained_source": sam.pretrained_source}
     report["gt_boxes"] = evaluate_sam(sam, args.dataset, out / "gt-boxes", **options).summary["means"]
@@ -40,6 +50,7 @@ def cmd_cascade(args: argparse.Namespace) -> int:
                                          detector_size=config.image_size, threshold=args.threshold,
                                          **options).summary["means"]
     if args.jitter:
+        options.pop("overlays")
         table = box_robustness(sam, args.dataset, out / "robustness", tuple(args.jitter), **options)
         report["robustness"] = table.to_dict(orient="records")
     (out / "cascade.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -62,6 +73,8 @@ def add_cli(subparsers) -> None:
     p.add_argument("--detector", help="checkpoint of a trained polyplib model whose prediction gives the boxes")
     p.add_argument("--dataset", required=True)
     p.add_argument("--root")
+    p.add_argument("--dataset-option", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="load_dataset options, e.g. n=20 for synthpolyp")
     p.add_argument("--split", help="train|val|test of --protocol (default: every pair)")
     p.add_argument("--protocol", default="pranet")
     p.add_argument("--image-size", type=int, default=1024)
@@ -69,6 +82,7 @@ def add_cli(subparsers) -> None:
     p.add_argument("--threshold", type=float, default=0.5, help="detector probability threshold for the components")
     p.add_argument("--jitter", type=float, nargs="*", help="box-jitter study, fractions of the box size (0 0.05 0.1 0.2)")
     p.add_argument("--allow-scratch", action="store_true", help="untrained SAM when no weights (results labelled scratch)")
+    p.add_argument("--no-overlays", action="store_true", help="skip the best/median/worst overlay figures")
     p.add_argument("--out", default="cascade")
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true")
