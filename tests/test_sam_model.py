@@ -155,3 +155,23 @@ def test_bad_options_are_config_errors(sam):
         PolypSAM(sam, preprocess="imagenet")
     with pytest.raises(ConfigError, match="boxes must be"):
         PolypSAM(sam)(torch.rand(2, 3, 32, 32), torch.zeros(3, 4))
+
+
+def test_fused_attention_matches_meta_blocks():
+    torch.manual_seed(0)
+    sam = build_sam("tiny", image_size=96)  # 6x6 grid, window 4: padded windows and a global block
+    for block in sam.image_encoder.blocks:
+        torch.nn.init.normal_(block.attn.rel_pos_h, std=0.5)
+        torch.nn.init.normal_(block.attn.rel_pos_w, std=0.5)
+    images, boxes = torch.rand(2, 3, 96, 80), torch.tensor([[5.0, 5, 50, 40], [0, 10, 30, 60]])
+    outs, grads = [], []
+    for fast in (False, True):
+        model = PolypSAM(sam, strategy="full", fast_attention=fast).train()
+        model.zero_grad()
+        out = model(images, boxes)
+        out.square().mean().backward()
+        outs.append(out.detach())
+        grads.append(sam.image_encoder.blocks[1].attn.rel_pos_h.grad.clone())
+    torch.testing.assert_close(outs[0], outs[1], rtol=1e-4, atol=1e-5)
+    assert grads[0].abs().sum() > 0
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-3, atol=1e-6)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -10,6 +11,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint as activation_checkpoint
 
 from polyplib.errors import ConfigError
+from polyplib.sam.attention import fast_block
 from polyplib.sam.build import build_sam
 from polyplib.sam.checkpoints import fetch_sam_checkpoint, load_sam_state
 from polyplib.sam.preprocess import check_mode, postprocess_logits, preprocess_images, scale_boxes
@@ -36,7 +38,7 @@ class PolypSAM(nn.Module):
 
     def __init__(self, sam: Sam, strategy: str = "decoder", preprocess: str = "sam",
                  grad_checkpointing: bool = False, pretrained_source: str = "scratch",
-                 prompts: PromptOptions | None = None) -> None:
+                 prompts: PromptOptions | None = None, fast_attention: bool = True) -> None:
         super().__init__()
         if strategy not in STRATEGIES:
             raise ConfigError(f"strategy={strategy!r} is not known; use 'decoder' (Polyp-SAM Fig. 1a) or 'full' (1b)")
@@ -44,6 +46,7 @@ class PolypSAM(nn.Module):
         self.strategy = strategy
         self.preprocess = check_mode(preprocess)
         self.grad_checkpointing = grad_checkpointing
+        self.fast_attention = fast_attention
         self.pretrained_source = pretrained_source
         self.prompts = prompts or PromptOptions()
         for module in self.frozen_modules():
@@ -71,16 +74,17 @@ class PolypSAM(nn.Module):
         return {"preprocess": self.preprocess, "image_size": self.image_size}
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
-        """[B,3,H,W] RGB in [0,1] -> image embeddings [B,C,S/16,S/16] (batched ViT, optional activation checkpointing)."""
+        """[B,3,H,W] RGB in [0,1] -> embeddings [B,C,S/16,S/16] (batched ViT, fused attention, optional checkpointing)."""
         enc = self.sam.image_encoder
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.strategy == "full"):
             x = preprocess_images(images, self.image_size, self.preprocess, self.sam.pixel_mean, self.sam.pixel_std)
             x = enc.patch_embed(x)
             if enc.pos_embed is not None:
                 x = x + enc.pos_embed
+            use_ckpt = self.grad_checkpointing and self.training and torch.is_grad_enabled()
             for block in enc.blocks:
-                use_ckpt = self.grad_checkpointing and self.training and torch.is_grad_enabled()
-                x = activation_checkpoint(block, x, use_reentrant=False) if use_ckpt else block(x)
+                run = partial(fast_block, block) if self.fast_attention else block
+                x = activation_checkpoint(run, x, use_reentrant=False) if use_ckpt else run(x)
             return enc.neck(x.permute(0, 3, 1, 2))
 
     def decode(self, embeddings: torch.Tensor, boxes: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
@@ -130,7 +134,8 @@ def create_polyp_sam(size: str, strategy: str = "decoder", checkpoint: str | Pat
                      allow_scratch: bool = False, preprocess: str = "sam", encoder_size: int | None = None,
                      grad_checkpointing: bool = False, sam_url: str | None = None,
                      weights_dir: str | Path | None = None, box_jitter: float = 0.0, per_component: bool = False,
-                     max_boxes: int = 8, cache_embeddings: bool = True, cache_dir: str | None = None) -> PolypSAM:
+                     max_boxes: int = 8, cache_embeddings: bool = True, cache_dir: str | None = None,
+                     fast_attention: bool = True) -> PolypSAM:
     """Polyp-SAM of a SAM size: `checkpoint` file, else the official weights (cached download), else scratch if allowed."""
     prompts = PromptOptions(box_jitter, per_component, max_boxes, cache_embeddings, cache_dir)
     path = None
@@ -141,4 +146,4 @@ def create_polyp_sam(size: str, strategy: str = "decoder", checkpoint: str | Pat
         load_sam_state(sam, path)
     source = "scratch" if path is None else path.name
     return PolypSAM(sam, strategy=strategy, preprocess=preprocess, grad_checkpointing=grad_checkpointing,
-                    pretrained_source=source, prompts=prompts)
+                    pretrained_source=source, prompts=prompts, fast_attention=fast_attention)
