@@ -11,7 +11,7 @@ import pytest
 
 from polyplib.data import download, load_dataset
 from polyplib.data.download import ARCHIVES
-from polyplib.errors import DataError
+from polyplib.errors import ConfigError, DataError
 from test_data_layouts import write_pair
 
 
@@ -111,6 +111,8 @@ def test_broken_or_missing_archives_give_clear_errors(tmp_path, server):
     build_zip(served / "mirror" / "TrainDataset.zip", tmp_path / "stage", {"Other": 1})
     with pytest.raises(DataError, match="has no folder 'TrainDataset'"):
         download("pranet-train", root=tmp_path / "c", base_url=url)
+    with pytest.raises(ConfigError, match="no public archive"):
+        download("synthpolyp", root=tmp_path / "d", base_url=url)
 
 
 def test_google_drive_archives_go_through_gdown_with_the_published_id(tmp_path, monkeypatch):
