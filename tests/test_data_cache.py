@@ -49,3 +49,15 @@ def test_cache_of_one_split_holds_only_that_split(kvasir, tmp_path):
 def test_cache_refuses_generated_data():
     with pytest.raises(ConfigError, match="synthpolyp is generated in memory"):
         prepare_cache("synthpolyp", "unused")
+
+
+def test_jpeg_cache_is_smaller_and_close(kvasir, tmp_path):
+    png = prepare_cache("kvasir-seg", tmp_path / "png", root=kvasir, image_size=48)
+    jpg = prepare_cache("kvasir-seg", tmp_path / "jpg", root=kvasir, image_size=48, image_format="jpg")
+    size = {out: sum(p.stat().st_size for p in (out / "Kvasir-SEG" / "images").iterdir()) for out in (png, jpg)}
+    assert size[jpg] < size[png]
+    lossless, lossy = load_dataset("kvasir-seg", root=png)[0], load_dataset("kvasir-seg", root=jpg)[0]
+    assert torch.equal(lossless["mask"], lossy["mask"])
+    assert 0 < (lossless["image"] - lossy["image"]).abs().mean() < 0.05
+    with pytest.raises(ConfigError, match="image_format must be one of"):
+        prepare_cache("kvasir-seg", tmp_path / "x", root=kvasir, image_format="webp")
