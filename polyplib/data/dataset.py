@@ -24,11 +24,11 @@ ORIG_SIZES_JSON = "orig_sizes.json"
 class PolypDataset(Dataset):
     """Samples {image [3,H,W] in [0,1], mask [1,H,W] {0,1}, id, dataset, orig_size}; augmentation per (seed, epoch, index)."""
 
-    def __init__(self, tag: str, pairs: list[Pair], reader: Callable[[Pair], tuple[np.ndarray, np.ndarray]], *,
+    def __init__(self, name: str, pairs: list[Pair], reader: Callable[[Pair], tuple[np.ndarray, np.ndarray]], *,
                  image_size: int | None = 256, augment: bool = False, seed: int = 0,
                  orig_sizes: dict[str, tuple[int, int]] | None = None,
                  annotated_boxes: dict[str, np.ndarray] | None = None) -> None:
-        self.tag, self.pairs, self.reader = tag, pairs, reader
+        self.name, self.pairs, self.reader = name, pairs, reader
         self.image_size, self.augment, self.seed, self.epoch = image_size, augment, seed, 0
         self.transform = build_transform(image_size, augment)
         self.orig_sizes = orig_sizes or {}
@@ -47,6 +47,7 @@ class PolypDataset(Dataset):
         return len(self.pairs)
 
     def __getitem__(self, index: int) -> dict:
+        index = range(len(self.pairs))[index]
         pair = self.pairs[index]
         image, mask = self.reader(pair)
         orig_size = tuple(int(v) for v in self.orig_sizes.get(pair.id, image.shape[:2]))
@@ -55,12 +56,12 @@ class PolypDataset(Dataset):
             "image": torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255),
             "mask": torch.from_numpy(np.ascontiguousarray(mask))[None].float(),
             "id": pair.id,
-            "dataset": self.tag,
+            "dataset": self.name,
             "orig_size": orig_size,
         }
 
     def __repr__(self) -> str:
-        return (f"PolypDataset({self.tag!r}, {len(self)} pairs, image_size={self.image_size}, "
+        return (f"PolypDataset({self.name!r}, {len(self)} pairs, image_size={self.image_size}, "
                 f"augment={self.augment}, seed={self.seed})")
 
 
