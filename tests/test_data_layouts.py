@@ -54,6 +54,16 @@ def test_layouts_pair_by_stem_in_natural_order(tmp_path, name, folder, layout, e
     assert sample["dataset"] == name and sample["id"] == "10"
 
 
+def test_original_etis_ground_truth_names_carry_a_p_prefix(tmp_path):
+    folder = tmp_path / "ETIS-LaribPolypDB"
+    for stem in ("1", "2"):
+        write_pair(folder, stem, ".tif", layout=("ETIS-LaribPolypDB", "Ground Truth"))
+        (folder / "Ground Truth" / f"{stem}.tif").rename(folder / "Ground Truth" / f"p{stem}.tif")
+    dataset = load_dataset("etis", root=tmp_path, image_size=None)
+    assert dataset.ids == ["1", "2"] and dataset.pairs[1].mask_path.name == "p2.tif"
+    assert dataset[1]["mask"].sum().item() == 160
+
+
 def test_kvasir_official_zip_layout_jpeg_masks_and_bboxes(tmp_path):
     folder = tmp_path / "Kvasir-SEG"
     stems = ["cju0qkwl35piu0993l0dewei2", "cju0qoxqj9q6s0835b43399p4"]

@@ -95,9 +95,9 @@ def check_pairs(pairs: list[Pair], source: str) -> None:
                       DataWarning, stacklevel=3)
 
 
-def pair_files(images_dir: Path, masks_dir: Path, source: str) -> list[Pair]:
-    """Pair image and mask files by stem, in natural order; unpaired files are reported with counts."""
-    images, masks = _by_stem(images_dir), _by_stem(masks_dir)
+def pair_files(images_dir: Path, masks_dir: Path, source: str, mask_prefix: str = "") -> list[Pair]:
+    """Pair image and mask files by stem (mask stems may carry `mask_prefix`), natural order; unpaired are counted."""
+    images, masks = _by_stem(images_dir), _by_stem(masks_dir, mask_prefix)
     only_images, only_masks = sorted(images.keys() - masks.keys()), sorted(masks.keys() - images.keys())
     if only_images or only_masks:
         warnings.warn(
@@ -107,14 +107,15 @@ def pair_files(images_dir: Path, masks_dir: Path, source: str) -> list[Pair]:
     return [Pair(stem, images[stem], masks[stem]) for stem in sorted(images.keys() & masks.keys(), key=natural_key)]
 
 
-def _by_stem(folder: Path) -> dict[str, Path]:
+def _by_stem(folder: Path, prefix: str = "") -> dict[str, Path]:
     found: dict[str, Path] = {}
     for path in folder.iterdir():
         if path.suffix.lower() not in IMAGE_EXTENSIONS or path.name.startswith("."):
             continue
-        if path.stem in found:
-            raise DataError(f"two files share the id {path.stem!r}: {found[path.stem]} and {path}; keep one of them")
-        found[path.stem] = path
+        stem = path.stem[len(prefix):] if prefix and path.stem.startswith(prefix) and path.stem != prefix else path.stem
+        if stem in found:
+            raise DataError(f"two files share the id {stem!r}: {found[stem]} and {path}; keep one of them")
+        found[stem] = path
     return found
 
 

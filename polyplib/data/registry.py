@@ -24,6 +24,7 @@ class DatasetSpec:
     folders: tuple[str, ...]
     layouts: tuple[tuple[str, str], ...] = PRANET_LAYOUTS
     archive: str | None = None  # key of polyplib.data.download.ARCHIVES that provides it
+    mask_prefix: str = ""  # mask files named <prefix><id> (original ETIS ground truth: p1.tif for 1.tif)
     description: str = ""
 
 
@@ -74,7 +75,7 @@ def locate(name: str, root: str | os.PathLike | None = None) -> tuple[Path, Path
 def find_pairs(name: str, root: str | os.PathLike | None = None) -> list[Pair]:
     """Every image/mask pair of an on-disk dataset, paired by file stem, natural order."""
     folder, images, masks = locate(name, root)
-    pairs = pair_files(images, masks, source=f"{name} ({folder})")
+    pairs = pair_files(images, masks, source=f"{name} ({folder})", mask_prefix=get_spec(name).mask_prefix)
     if not pairs:
         raise DataError(f"dataset {name!r}: no image/mask pairs in {images} and {masks} "
                         f"(extensions {', '.join(IMAGE_EXTENSIONS)})")
@@ -112,7 +113,7 @@ def list_datasets(root: str | os.PathLike | None = None) -> list[dict]:
             continue
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            count = len(pair_files(images, masks, source=name))
+            count = len(pair_files(images, masks, source=name, mask_prefix=spec.mask_prefix))
         rows.append({"name": name, "pairs": count, "path": str(folder), "present": count > 0})
     return rows
 
@@ -126,8 +127,9 @@ for _spec in (
     DatasetSpec("cvc-colondb", ("CVC-ColonDB", "TestDataset/CVC-ColonDB"), archive="pranet-test",
                 description="CVC-ColonDB, 380 pairs (PraNet TestDataset)"),
     DatasetSpec("etis", ("ETIS-LaribPolypDB", "TestDataset/ETIS-LaribPolypDB"),
-                PRANET_LAYOUTS + (("ETIS-LaribPolypDB", "gt"),), archive="pranet-test",
-                description="ETIS-LaribPolypDB, 196 pairs (PraNet TestDataset; GMSRF layout ETIS-LaribPolypDB/ + gt/)"),
+                PRANET_LAYOUTS + (("ETIS-LaribPolypDB", "gt"), ("ETIS-LaribPolypDB", "Ground Truth")),
+                archive="pranet-test", mask_prefix="p",
+                description="ETIS-LaribPolypDB, 196 pairs (PraNet TestDataset; original/GMSRF ETIS-LaribPolypDB/ + gt/)"),
     DatasetSpec("cvc-300", ("CVC-300", "TestDataset/CVC-300"), archive="pranet-test",
                 description="CVC-300 (EndoScene test), 60 pairs (PraNet TestDataset)"),
     DatasetSpec("pranet-train", ("TrainDataset",), archive="pranet-train",
