@@ -1,4 +1,4 @@
-"""Polyp datasets: registry and layouts, splits, download, synthpolyp, transforms and box prompts."""
+"""polyplib.data: polyp datasets (notes §4) — registry and layouts, splits, download, synthpolyp, transforms, boxes."""
 from polyplib.data.boxes import jitter_box, mask_to_box, mask_to_boxes
 from polyplib.data.cache import prepare_cache
 from polyplib.data.dataset import PolypDataset, load_dataset

@@ -1,4 +1,4 @@
-"""Box prompts from masks (Polyp-SAM §2.2: tight box of the ground truth; per-component and jittered variants)."""
+"""Box prompts from masks (Polyp-SAM §2.3: tight box of the ground truth; per-component and jittered variants)."""
 from __future__ import annotations
 
 import cv2
@@ -18,7 +18,7 @@ def _as_bool_mask(mask: np.ndarray) -> np.ndarray:
 
 
 def mask_to_box(mask: np.ndarray) -> np.ndarray | None:
-    """Tight xyxy box of all foreground (Polyp-SAM `extract_bboxes`); x1/y1 exclusive; None when empty."""
+    """Tight xyxy box of all foreground (Polyp-SAM §2.3, authors' `extract_bboxes`); x1/y1 exclusive; None if empty."""
     fg = _as_bool_mask(mask)
     cols, rows = np.flatnonzero(fg.any(axis=0)), np.flatnonzero(fg.any(axis=1))
     if cols.size == 0:

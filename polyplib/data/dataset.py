@@ -22,7 +22,7 @@ ORIG_SIZES_JSON = "orig_sizes.json"
 
 
 class PolypDataset(Dataset):
-    """Samples {image [3,H,W] in [0,1], mask [1,H,W] {0,1}, id, dataset, orig_size}; augmentation per (seed, epoch, index)."""
+    """Samples {image [3,H,W] in [0,1], mask [1,H,W], id, dataset, orig_size}; augmented per (seed, epoch, index)."""
 
     def __init__(self, name: str, pairs: list[Pair], reader: Callable[[Pair], tuple[np.ndarray, np.ndarray]], *,
                  image_size: int | None = 256, augment: bool = False, seed: int = 0,

@@ -129,7 +129,7 @@ for _spec in (
     DatasetSpec("etis", ("ETIS-LaribPolypDB", "TestDataset/ETIS-LaribPolypDB"),
                 PRANET_LAYOUTS + (("ETIS-LaribPolypDB", "gt"), ("ETIS-LaribPolypDB", "Ground Truth")),
                 archive="pranet-test", mask_prefix="p",
-                description="ETIS-LaribPolypDB, 196 pairs (PraNet TestDataset; original/GMSRF ETIS-LaribPolypDB/ + gt/)"),
+                description="ETIS-LaribPolypDB, 196 pairs (PraNet TestDataset; original layout with gt/)"),
     DatasetSpec("cvc-300", ("CVC-300", "TestDataset/CVC-300"), archive="pranet-test",
                 description="CVC-300 (EndoScene test), 60 pairs (PraNet TestDataset)"),
     DatasetSpec("pranet-train", ("TrainDataset",), archive="pranet-train",

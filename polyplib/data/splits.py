@@ -1,4 +1,4 @@
-"""Train/val/test splits: GMSRF 80/10/10 (§III-A), PraNet lists, official Kvasir-SEG 880/120, Polyp-SAM 80/20 (§2.4)."""
+"""Splits: GMSRF 80/10/10 (§III-A), PraNet lists, official Kvasir-SEG 880/120, Polyp-SAM 80/20 (§2.4)."""
 from __future__ import annotations
 
 import hashlib

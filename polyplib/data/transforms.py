@@ -1,4 +1,4 @@
-"""Resizing and GMSRF-paper augmentation (§III-A: flips, random crop/scale, colour jitter), deterministic per sample."""
+"""Resizing and GMSRF augmentation (§III-A: flips, random crop/scale, colour jitter), deterministic per sample."""
 from __future__ import annotations
 
 import albumentations as A
