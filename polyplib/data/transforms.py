@@ -1,7 +1,11 @@
 """Resizing and GMSRF augmentation (§III-A: flips, random crop/scale, colour jitter), deterministic per sample."""
 from __future__ import annotations
 
-import albumentations as A
+import os
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # no version check over the network at import (offline machines)
+
+import albumentations as A  # noqa: E402
 import cv2
 import numpy as np
 
