@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -32,44 +33,44 @@ _BOOK_FILES = ("_config.yml", "book/_toc.yml", "book/intro.md", "book/references
 
 @dataclasses.dataclass(frozen=True)
 class BookProfile:
-    """Sizes, data and recipes one profile runs every chapter with."""
+    """Sizes, data and recipes one profile runs every chapter with (datasets named by `dataset_key`s)."""
 
     name: str
     device: str
-    source: str  # training dataset of the single-source chapters (GMSRF Tables I-II use two sources)
-    sources: tuple[str, ...]  # the source datasets of the cross-dataset chapter
+    source: str  # training dataset of the single-source chapters
+    sources: tuple[str, ...]  # the source datasets of the cross-dataset chapter (GMSRF Tables I-II)
     test_sets: tuple[str, ...]  # every dataset a trained model is tested on
-    sam_train: tuple[str, ...]  # Polyp-SAM training data (PraNet train set: Kvasir + ClinicDB)
-    data_options: dict[str, Any]  # extra keyword arguments of `load_dataset`
+    sam_train: str  # Polyp-SAM training data (PraNet train set: Kvasir + ClinicDB)
+    synth_n: int  # synthpolyp frames per centre
     image_size: int
     sam_image_size: int
     epochs: int | None  # None: the preset's own (paper) number of epochs
     max_steps: int | None  # optimiser steps per epoch cap (None: whole epoch)
-    eval_limit: int | None  # images evaluated per test set (None: all)
     seeds: tuple[int, ...]
     gmsrf_preset: str
-    baseline_preset: str
+    gmsrf_options: dict[str, Any]  # extra GMSRF-Net options (smoke: narrow streams)
     baselines: tuple[str, ...]
+    baseline_options: dict[str, dict[str, Any]]
     sam_model: str
-    model_options: dict[str, Any]
     n_examples: int
     data_root: str | None = None
 
 
 PROFILES: dict[str, BookProfile] = {
     "smoke": BookProfile(
-        name="smoke", device="cpu", source="synthpolyp-a", sources=("synthpolyp-a",),
-        test_sets=("synthpolyp-a", "synthpolyp-b"), sam_train=("synthpolyp-a",),
-        data_options={"num_images": 24}, image_size=64, sam_image_size=64, epochs=2, max_steps=4, eval_limit=8,
-        seeds=(0, 1), gmsrf_preset="cpu-tiny", baseline_preset="cpu-tiny", baselines=("unet-original",),
-        sam_model="polyp-sam-tiny", model_options={"width": 8}, n_examples=4,
+        name="smoke", device="cpu", source="synthpolyp-A", sources=("synthpolyp-A", "synthpolyp-B"),
+        test_sets=("synthpolyp-A", "synthpolyp-B"), sam_train="synthpolyp-A", synth_n=40, image_size=64,
+        sam_image_size=64, epochs=2, max_steps=2, seeds=(0, 1), gmsrf_preset="gmsrf-paper",
+        gmsrf_options={"variant": "paper", "backbone": "resnet18"},
+        baselines=("unet-original",), baseline_options={"unet-original": {"base_channels": 4, "depth": 2}},
+        sam_model="polyp-sam-tiny", n_examples=4,
     ),
     "full": BookProfile(
         name="full", device="cuda", source="kvasir-seg", sources=("kvasir-seg", "cvc-clinicdb"),
-        test_sets=("kvasir-seg", "cvc-clinicdb", "cvc-colondb", "etis", "cvc-300"), sam_train=("kvasir-seg", "cvc-clinicdb"),
-        data_options={}, image_size=256, sam_image_size=1024, epochs=None, max_steps=None, eval_limit=None,
-        seeds=(0, 1, 2), gmsrf_preset="gmsrf-paper", baseline_preset="gmsrf-paper",
-        baselines=("unet", "unetplusplus", "deeplabv3plus"), sam_model="polyp-sam-b", model_options={}, n_examples=8,
+        test_sets=("kvasir-seg", "cvc-clinicdb", "cvc-colondb", "etis", "cvc-300"), sam_train="pranet-train",
+        synth_n=200, image_size=256, sam_image_size=1024, epochs=None, max_steps=None, seeds=(0, 1, 2),
+        gmsrf_preset="gmsrf-paper", gmsrf_options={"variant": "paper"}, baselines=("unet", "unetplusplus", "deeplabv3plus"),
+        baseline_options={}, sam_model="polyp-sam-b", n_examples=8,
     ),
 }
 
@@ -93,6 +94,7 @@ def setup_notebook(settings: BookProfile) -> None:
     from polyplib import viz
 
     os.environ["TQDM_DISABLE"] = "1"
+    warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto without ipywidgets
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     seed = settings.seeds[0]
     random.seed(seed)
@@ -104,6 +106,242 @@ def setup_notebook(settings: BookProfile) -> None:
     elif not torch.cuda.is_available():
         raise ConfigError(f"profile {settings.name!r} needs a CUDA GPU; run with profile='smoke' on a CPU machine")
     viz.set_style()
+
+
+def dataset_key(key: str, settings: BookProfile) -> tuple[str, dict[str, Any]]:
+    """`load_dataset` name and options of a book dataset key (`synthpolyp-A` = centre A of synthpolyp)."""
+    if key.startswith("synthpolyp-"):
+        return "synthpolyp", {"centre": key.rsplit("-", 1)[1], "n": settings.synth_n}
+    return key, {}
+
+
+def load(settings: BookProfile, key: str, split: str | None = None, *, image_size: int | None | str = "profile",
+         protocol: str = "gmsrf", **options: Any):
+    """A dataset of the book by key, at the profile's image size (`image_size=None`: original resolution)."""
+    from polyplib.data import load_dataset
+
+    name, synth = dataset_key(key, settings)
+    size = settings.image_size if image_size == "profile" else image_size
+    return load_dataset(name, settings.data_root, split, image_size=size, protocol=protocol, **synth, **options)
+
+
+def split_sizes(settings: BookProfile, keys: tuple[str, ...] | None = None,
+                protocols: tuple[str, ...] = ("gmsrf", "pranet", "kvasir-official", "polyp-sam")) -> pd.DataFrame:
+    """Images per split for every dataset and every protocol that applies to it (one row per dataset and protocol)."""
+    from polyplib.data import get_split
+    from polyplib.errors import PolypError
+
+    rows = []
+    for key in keys or tuple(dict.fromkeys((*settings.test_sets, settings.sam_train))):
+        name, synth = dataset_key(key, settings)
+        for protocol in protocols:
+            try:
+                table = get_split(name, protocol, settings.data_root, **synth)
+            except ConfigError:
+                continue  # the protocol does not cover this dataset
+            except PolypError as err:
+                rows.append({"dataset": key, "protocol": protocol, "note": str(err).split(";")[0]})
+                continue
+            rows.append({"dataset": key, "protocol": protocol, **{s: len(ids) for s, ids in table.items()}})
+    frame = pd.DataFrame(rows)
+    frame = frame.reindex(columns=[c for c in ("dataset", "protocol", "train", "val", "test", "note") if c in frame])
+    counts = [c for c in ("train", "val", "test") if c in frame]
+    frame[counts] = frame[counts].astype("Int64")
+    return frame
+
+
+def dataset_overview(settings: BookProfile) -> pd.DataFrame:
+    """The registered datasets with their description; the `full` profile adds the pairs found under the data root."""
+    from polyplib.data import DATASETS, list_datasets
+
+    frame = pd.DataFrame([{"dataset": name, "description": spec.description} for name, spec in DATASETS.items()])
+    if settings.name == "full":
+        found = {row["name"]: row["pairs"] for row in list_datasets(settings.data_root)}
+        frame["pairs found"] = frame["dataset"].map(found)
+    return frame
+
+
+def samples(settings: BookProfile, key: str, n: int | None = None, **load_options: Any) -> list[dict[str, Any]]:
+    """The first `n` (default: the profile's `n_examples`) items of a dataset, for example grids."""
+    dataset = load(settings, key, **load_options)
+    return [dataset[i] for i in range(min(n or settings.n_examples, len(dataset)))]
+
+
+def dataset_statistics(dataset: Any, limit: int | None = None) -> pd.DataFrame:
+    """Per image: size, polyp area fraction, polyp count, box size, colour and polyp/background contrast."""
+    import cv2
+    import torch
+
+    from polyplib.data import mask_to_box
+
+    rows = []
+    for i in range(len(dataset) if limit is None else min(limit, len(dataset))):
+        item = dataset[i]
+        image, mask = item["image"], item["mask"][0] > 0.5
+        h, w = mask.shape
+        n_polyps = cv2.connectedComponents(mask.numpy().astype(np.uint8))[0] - 1
+        box = mask_to_box(mask.numpy())
+        grey = image.mean(0)
+        inside = grey[mask].mean().item() if mask.any() else float("nan")
+        outside = grey[~mask].mean().item() if (~mask).any() else float("nan")
+        rgb = image.reshape(3, -1).mean(1)
+        rows.append({
+            "id": item["id"], "dataset": item["dataset"], "height": h, "width": w,
+            "area_fraction": mask.float().mean().item(), "polyps": n_polyps,
+            "box_fraction": 0.0 if box is None else float((box[2] - box[0]) * (box[3] - box[1])) / (h * w),
+            "red": rgb[0].item(), "green": rgb[1].item(), "blue": rgb[2].item(),
+            "brightness": grey.mean().item(), "contrast": inside - outside,
+            "sharpness": float(torch.diff(grey, dim=1).abs().mean()),
+        })
+    return pd.DataFrame(rows)
+
+
+def model_options(settings: BookProfile, model: str, **options: Any) -> dict[str, Any]:
+    """Options of `model` under the profile (smoke: small widths/backbones), updated with `options`."""
+    base = settings.gmsrf_options if model == "gmsrf" else settings.baseline_options.get(model, {})
+    return {**base, **options}
+
+
+def run_dir(settings: BookProfile, name: str) -> Path:
+    """Where a chapter's run writes checkpoints: a fresh temporary folder (smoke) or `runs/book/<name>` (full)."""
+    import tempfile
+
+    if settings.name == "smoke":
+        return Path(tempfile.mkdtemp(prefix=f"polyp-book-{name}-"))
+    return REPO_ROOT / "runs" / "book" / name
+
+
+def train_config(settings: BookProfile, model: str = "gmsrf", source: str | None = None, seed: int | None = None,
+                 name: str | None = None, options: dict[str, Any] | None = None, **overrides: Any):
+    """The profile's training recipe (the `gmsrf_preset`, shrunk to the profile's sizes) for one model and source."""
+    from polyplib.engine import get_preset
+
+    source = source or settings.source
+    seed = settings.seeds[0] if seed is None else seed
+    dataset, dataset_options = dataset_key(source, settings)
+    shrink = {} if settings.name == "full" else {
+        "epochs": settings.epochs, "max_steps_per_epoch": settings.max_steps, "batch_size": 2, "augment": False,
+        "precision": "fp32", "workers": 0}
+    if settings.name == "full" and settings.epochs is not None:
+        shrink["epochs"] = settings.epochs
+    label = name or f"{model}-{source}-seed{seed}"
+    return get_preset(settings.gmsrf_preset).replace(
+        model=model, model_options=model_options(settings, model, **(options or {})), dataset=dataset,
+        dataset_options=dataset_options, root=settings.data_root, image_size=settings.image_size, seed=seed,
+        device=settings.device, progress=False, out_dir=str(run_dir(settings, label)), **{**shrink, **overrides})
+
+
+def evaluate_run(settings: BookProfile, model: Any, tests: tuple[str, ...] | None = None, *, split: str = "test",
+                 **labels: Any) -> pd.DataFrame:
+    """Both metric protocols of a model (or checkpoint) on each test set's `split`: one row per test set."""
+    import tempfile
+
+    from polyplib.engine.evaluate import evaluate
+
+    rows = []
+    for key in tests or settings.test_sets:
+        name, options = dataset_key(key, settings)
+        with tempfile.TemporaryDirectory(prefix="polyp-book-eval-") as out:
+            result = evaluate(model, name, out_dir=out, root=settings.data_root, split=split, protocol="gmsrf",
+                              image_size=settings.image_size, dataset_options=options, overlays=False,
+                              progress=False, device=settings.device)
+        rows.append({**labels, "test": key, "n": result.summary["n"], **result.summary["means"]})
+    return pd.DataFrame(rows)
+
+
+@dataclasses.dataclass
+class GMSRFTrace:
+    """What one GMSRF-Net forward pass computed: stage shapes, feature maps, CMSA maps and MSFS gates."""
+
+    shapes: pd.DataFrame  # stage, scale, channels, height, width
+    features: dict[str, list[Any]]  # stage -> one [C, h, w] tensor per scale
+    cmsa: dict[tuple[int, int, int], Any]  # (module, layer, scale) -> [h, w] gate in [1, 2] (GMSRF Eq. 1)
+    msfs: dict[tuple[int, int, int], Any]  # (module, layer, scale) -> [C] channel weights in [0, 1] (Sec. II-B.2)
+
+
+def trace_gmsrf(model: Any, image: Any) -> GMSRFTrace:
+    """Run one image through GMSRF-Net with forward hooks on the encoder, RFBs, GMSRF modules, CMSA and MSFS."""
+    import torch
+
+    if not hasattr(model, "gmsrf") or not hasattr(model, "reducers"):
+        raise ConfigError(f"trace_gmsrf needs a GMSRF-Net (create_model('gmsrf')), got {type(model).__name__}")
+    stages: dict[str, list[Any]] = {}
+    cmsa: dict[tuple[int, int, int], Any] = {}
+    msfs: dict[tuple[int, int, int], Any] = {}
+    hooks = [model.encoder.register_forward_hook(lambda m, i, o: stages.__setitem__("encoder", list(o)))]
+    for s, reducer in enumerate(model.reducers):
+        hooks.append(reducer.register_forward_hook(lambda m, i, o, s=s: stages.setdefault("rfb", [None] * 4).__setitem__(s, o)))
+    for k, module in enumerate(model.gmsrf):
+        hooks.append(module.register_forward_hook(lambda m, i, o, k=k: stages.__setitem__(f"gmsrf module {k + 1}", list(o))))
+        for layer, per_scale in enumerate(module.layers, start=2):
+            for s, fusion in enumerate(per_scale):
+                key = (k + 1, layer, s + 1)
+                if fusion.cmsa is not None:
+                    hooks.append(fusion.cmsa.register_forward_hook(lambda m, i, o, key=key: cmsa.__setitem__(key, o[0, 0])))
+                if hasattr(fusion.msfs, "fc"):
+                    hooks.append(fusion.msfs.fc.register_forward_hook(
+                        lambda m, i, o, key=key: msfs.__setitem__(key, torch.sigmoid(o[0]))))
+    try:
+        with torch.no_grad():
+            logits = model.eval()(image[None] if image.ndim == 3 else image)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    stages["output (logits)"] = [logits]
+    features = {name: [t[0].detach() for t in tensors] for name, tensors in stages.items()}
+    shapes = pd.DataFrame([{"stage": name, "scale": s + 1, "channels": t.shape[0], "height": t.shape[1], "width": t.shape[2]}
+                           for name, tensors in features.items() for s, t in enumerate(tensors)])
+    return GMSRFTrace(shapes, features, {k: v.detach() for k, v in cmsa.items()}, {k: v.detach() for k, v in msfs.items()})
+
+
+def block_costs(model: Any, image_size: int) -> pd.DataFrame:
+    """Parameters (millions) and GFLOPs of one batch-1 forward per top-level block (shapes only, on `meta`)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    work = copy_to_meta(model).eval()
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        work(torch.zeros(1, 3, image_size, image_size, device="meta"))
+    flops = {name: sum(counts.values()) for name, counts in counter.get_flop_counts().items()}
+    prefix = type(work).__name__
+    rows = []
+    for name, child in model.named_children():
+        blocks = list(child.named_children()) if isinstance(child, torch.nn.ModuleList) else [("", child)]
+        for sub, block in blocks:
+            label = f"{name}.{sub}" if sub else name
+            rows.append({"block": label, "params (M)": sum(p.numel() for p in block.parameters()) / 1e6,
+                         "GFLOPs": flops.get(f"{prefix}.{label}", 0) / 1e9})
+    rows.append({"block": "total", "params (M)": sum(p.numel() for p in model.parameters()) / 1e6,
+                 "GFLOPs": flops.get("Global", 0) / 1e9})
+    return pd.DataFrame(rows)
+
+
+def compare_variants(image_size: int = 256, variants: tuple[str, ...] = ("paper", "official")) -> pd.DataFrame:
+    """GMSRF-Net `paper` vs `official`: backbone, scale resolutions, parameters and GFLOPs at `image_size`."""
+    import torch
+
+    from polyplib.models import create_model
+    from polyplib.models.gmsrf import VARIANTS
+
+    rows = []
+    for variant in variants:
+        with torch.device("meta"):  # shapes only: no weight initialisation cost
+            model = create_model("gmsrf", variant=variant)
+        trace = trace_gmsrf(model, torch.zeros(3, image_size, image_size, device="meta"))
+        rfb = trace.shapes[trace.shapes.stage == "rfb"]
+        costs = block_costs(model, image_size).set_index("block")
+        rows.append({"variant": variant, "backbone": VARIANTS[variant]["backbone"],
+                     "scales (px)": " / ".join(f"{h}" for h in rfb.height), "side outputs": VARIANTS[variant]["upsample"],
+                     "params (M)": costs.loc["total", "params (M)"], f"GFLOPs @{image_size}": costs.loc["total", "GFLOPs"]})
+    return pd.DataFrame(rows)
+
+
+def copy_to_meta(model: Any) -> Any:
+    """A shapes-only copy of a model on the `meta` device (no memory, no compute)."""
+    import copy
+
+    return copy.deepcopy(model).to("meta")
 
 
 def _git_commit() -> str:
