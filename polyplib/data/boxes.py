@@ -8,7 +8,7 @@ from polyplib.errors import ConfigError
 
 
 def _as_bool_mask(mask: np.ndarray) -> np.ndarray:
-    """[H, W] (or [1, H, W]) array or tensor -> boolean [H, W]."""
+    """[H, W] or [1, H, W] array/tensor -> boolean [H, W] (floats: > 0.5, integers: > 0)."""
     array = np.asarray(mask.detach().cpu() if hasattr(mask, "detach") else mask)
     if array.ndim == 3 and array.shape[0] == 1:
         array = array[0]
