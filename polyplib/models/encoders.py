@@ -22,8 +22,8 @@ def create_backbone(name: str, pretrained: bool = False, pretrained_file: str | 
                                f"there (.pth/.safetensors state_dict), or pass pretrained=False")
         kwargs["pretrained_cfg_overlay"] = dict(file=str(path))
         pretrained = True
-    try:
-        return timm.create_model(name, pretrained=pretrained, **kwargs)
+    try:  # BN init 1/0 everywhere as the authors' Res2Net (timm would zero the last BN of each block)
+        return timm.create_model(name, pretrained=pretrained, zero_init_last=False, **kwargs)
     except Exception as err:  # hub unreachable, corrupt file, mismatching keys: all actionable the same way
         if not pretrained:
             raise

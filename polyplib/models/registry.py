@@ -67,6 +67,15 @@ def _example_inputs(model: nn.Module, image_size: int, device: str) -> tuple[tor
     return image, extras
 
 
+def _copy(model: nn.Module, device: str) -> nn.Module:
+    """Deep copy of `model`; on `meta` its parameters and buffers are replaced by empty meta tensors (no data copied)."""
+    if device != "meta":
+        return copy.deepcopy(model)
+    memo = {id(p): nn.Parameter(torch.empty_like(p, device="meta"), p.requires_grad) for p in model.parameters()}
+    memo.update({id(b): torch.empty_like(b, device="meta") for b in model.buffers()})
+    return copy.deepcopy(model, memo)
+
+
 def describe(name_or_model: str | nn.Module, image_size: int = 256, **options) -> dict:
     """Parameters, trainable parameters, GFLOPs of one eval-mode forward at batch 1 and `image_size`^2 (a
     multiply-add counts 2 FLOPs, `torch.utils.flop_counter`), the eval output shape, and `output_shapes`: the
@@ -77,7 +86,7 @@ def describe(name_or_model: str | nn.Module, image_size: int = 256, **options) -
     model = create_model(name_or_model, **options) if isinstance(name_or_model, str) else name_or_model
     # data-dependent prompt handling (Polyp-SAM) needs real tensors; everything else runs shapes-only on `meta`
     device = "cpu" if getattr(model, "extra_inputs", ()) else "meta"
-    work = (model if isinstance(name_or_model, str) else copy.deepcopy(model)).to(device)
+    work = (model if isinstance(name_or_model, str) else _copy(model, device)).to(device)
     image, extras = _example_inputs(work, image_size, device)
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:
