@@ -117,3 +117,21 @@ def test_cli_cascade_with_a_trained_detector(decoder_run, tmp_path, capsys):
     assert report["robustness"][0]["dice"] == pytest.approx(report["gt_boxes"]["dice"])
     summary = json.loads((out / "cascade" / "summary.json").read_text())
     assert "detector boxes" in summary["prompts"]
+
+
+def test_box_fill_reference_is_the_filled_gt_box():
+    from polyplib.sam.cascade import box_fill_predict_fn
+    mask = torch.zeros(1, 1, 20, 20)
+    mask[0, 0, 5:15, 4:8] = 1
+    mask[0, 0, 8:10, 8:12] = 1  # an L shape: the box covers more than the mask
+    pred = box_fill_predict_fn(torch.device("cpu"))({"mask": mask})
+    assert pred.sum() == 10 * 8 and pred[0, 0, 5:15, 4:12].min() == 1
+
+
+def test_quick_bench_reports_both_lines():
+    from polyplib.sam.bench import run_sam_bench
+    res = run_sam_bench(quick=True, device="cpu", batch=2, steps=1)
+    kinds = {(ln["strategy"], ln["recipe"]) for ln in res["lines"]}
+    assert kinds == {(s, r) for s in ("full", "decoder") for r in ("ours", "authors")}
+    assert all(ln["images_per_s"] > 0 for ln in res["lines"]) and res["latency_ms"] > 0
+    assert res["full_speedup"] > 0 and res["decoder_speedup"] > 0 and res["size"] == "tiny"

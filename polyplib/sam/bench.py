@@ -82,13 +82,14 @@ def timed(fn: Callable[[], Any], device: torch.device, steps: int, warmup: int) 
 
 
 def run_sam_bench(quick: bool = False, device: str = "auto", size: str | None = None, batch: int | None = None,
-                  steps: int | None = None) -> dict[str, Any]:
+                  steps: int | None = None, compile: bool = False) -> dict[str, Any]:
     """Full fine-tuning and cached decoder-only training images/s (ours vs authors), and batch-1 inference latency."""
     from polyplib.sam.training import EmbeddingDecoder
 
     dev = resolve_device(device)
     cuda = dev.type == "cuda"
     size = size or ("tiny" if quick else "vit_b")
+    encoder_size = 64 if quick else None
     batch = batch or (2 if quick else 8)
     steps = steps or (2 if quick else 5)
     warmup = 1 if quick else 2
@@ -96,7 +97,7 @@ def run_sam_bench(quick: bool = False, device: str = "auto", size: str | None = 
     torch.manual_seed(0)
     lines: list[dict[str, Any]] = []
     for strategy in ("full", "decoder"):
-        model = PolypSAM(build_sam(size), strategy=strategy, grad_checkpointing=False).to(dev).train()
+        model = PolypSAM(build_sam(size, encoder_size), strategy=strategy).to(dev).train()
         data = synthetic_batch(batch, model.image_size, dev)
         params = [p for p in model.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=4e-6, weight_decay=1e-4)
@@ -106,7 +107,7 @@ def run_sam_bench(quick: bool = False, device: str = "auto", size: str | None = 
                       "images_per_s": batch / statistics.median(t)})
         opt = torch.optim.AdamW(params, lr=4e-6, weight_decay=1e-4, fused=cuda or None)
         if strategy == "full":
-            net, inputs = model, data["image"]
+            net, inputs = (torch.compile(model) if compile else model), data["image"]
         else:
             with torch.no_grad(), _autocast(dev, ours_amp):
                 start = time.perf_counter()
@@ -114,6 +115,7 @@ def run_sam_bench(quick: bool = False, device: str = "auto", size: str | None = 
                 _sync(dev)
                 encode_s = time.perf_counter() - start
             net = EmbeddingDecoder(model, (model.image_size, model.image_size))
+            net = torch.compile(net) if compile else net
         t = timed(lambda: ours_step(net, inputs, data, opt, ours_amp), dev, steps, warmup)
         line = {"strategy": strategy, "recipe": "ours", "batch": batch, "images_per_s": batch / statistics.median(t)}
         if strategy == "decoder":
@@ -122,7 +124,7 @@ def run_sam_bench(quick: bool = False, device: str = "auto", size: str | None = 
         del model, opt, net, inputs
         if cuda:
             torch.cuda.empty_cache()
-    model = PolypSAM(build_sam(size)).to(dev).eval()
+    model = PolypSAM(build_sam(size, encoder_size)).to(dev).eval()
     one = synthetic_batch(1, model.image_size, dev)
 
     @torch.no_grad()
@@ -133,6 +135,7 @@ def run_sam_bench(quick: bool = False, device: str = "auto", size: str | None = 
     latency = 1000 * statistics.median(timed(infer, dev, 3 if quick else 20, warmup))
     speed = {(ln["strategy"], ln["recipe"]): ln["images_per_s"] for ln in lines}
     return {"suite": "sam", "device": str(dev), "size": size, "image_size": model.image_size, "quick": quick,
+            "compile": compile, "fast_attention": model.fast_attention,
             "amp": {"authors": str(authors_amp), "ours": str(ours_amp)}, "lines": lines,
             "full_speedup": speed["full", "ours"] / speed["full", "authors"],
             "decoder_speedup": speed["decoder", "ours"] / speed["decoder", "authors"],

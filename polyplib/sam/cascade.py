@@ -63,6 +63,21 @@ def gt_box_predict_fn(sam: PolypSAM, device: torch.device, jitter: float = 0.0, 
         [boxes_from_mask(m, per_component, jitter, rng) for m in batch["mask"]]))
 
 
+def box_fill_predict_fn(device: torch.device) -> PredictFn:
+    """Reference line without SAM: the tight GT box itself, filled, as the prediction (what the prompt alone gives)."""
+
+    def predict(batch: dict[str, Any]) -> torch.Tensor:
+        masks = batch["mask"]
+        out = torch.zeros_like(masks, dtype=torch.float32)
+        for i, box in enumerate(torch.stack([boxes_from_mask(m) for m in masks])[:, 0]):
+            if not box.isnan().any():
+                x0, y0, x1, y1 = box.int().tolist()
+                out[i, :, y0:y1, x0:x1] = 1.0
+        return out.to(device)
+
+    return predict
+
+
 def record_source(summary_path: Path, sam: PolypSAM, prompts: str) -> dict:
     """Add what the SAM weights were (`scratch` or a file) and where prompts came from to an evaluation summary."""
     summary = json.loads(summary_path.read_text())
