@@ -11,6 +11,31 @@ TIE_TOL = 1e-9  # `pred >= t` with ties up to float error counted as >= (t = k/2
 EPS = np.finfo(np.float64).eps
 
 
+def matlab_round(x: float) -> int:
+    """MATLAB `round`: halves away from zero (numpy rounds halves to even)."""
+    return int(np.floor(x + 0.5))
+
+
+class MatlabSmeasure(Smeasure):
+    """PySODMetrics S-measure with the region split of StructureMeasure.m: X = round(1-based centroid column).
+
+    PySODMetrics rounds the 0-based centroid half-to-even and adds 1, which moves the split when the centroid
+    falls on a half (e.g. a mask filling the two left columns of a 4-wide map). Empty quadrants (weight 0) are skipped.
+    """
+
+    def region(self, pred: np.ndarray, gt: np.ndarray) -> float:
+        h, w = gt.shape
+        rows, cols = np.nonzero(gt)
+        x, y = matlab_round(cols.mean() + 1), matlab_round(rows.mean() + 1)
+        quadrants = [(slice(0, y), slice(0, x)), (slice(0, y), slice(x, w)),
+                     (slice(y, h), slice(0, x)), (slice(y, h), slice(x, w))]
+        score = 0.0
+        for r, c in quadrants:
+            if gt[r, c].size:
+                score += self.ssim(pred[r, c], gt[r, c]) * gt[r, c].size / gt.size
+        return score
+
+
 def normalize_map(prob: np.ndarray, quantize: bool = True) -> np.ndarray:
     """As saved and read back by the toolbox: 8-bit PNG (`quantize`), then per-image min-max to [0,1] (`mapminmax`).
 
@@ -68,7 +93,7 @@ def pranet_metrics(prob, gt, quantize: bool = True) -> dict:
         "spe": np.where(hit, safe_ratio(tn, tn + fp, 0.0), 0.0),
         "em": enhanced_alignment(n_pos, tp, n_gt, n),
     }
-    sm, wfm = Smeasure(), WeightedFmeasure()
+    sm, wfm = MatlabSmeasure(), WeightedFmeasure()
     sm.step(pred, gt, normalize=False)
     wfm.step(pred, gt, normalize=False)
     out = {"Sm": float(sm.sms[-1]), "wFm": float(wfm.weighted_fms[-1]), "MAE": float(np.abs(pred - gt).mean())}
