@@ -101,6 +101,9 @@ def test_multiple_boxes_give_union_and_missing_box_gives_empty(sam):
     torch.testing.assert_close(both[0], torch.maximum(first, second)[0])
     assert not torch.equal(first, second)
     assert torch.all(both[1] == EMPTY_LOGIT)
+    none = model.train()(images, torch.full((2, 4), float("nan")))
+    none.sigmoid().mean().backward()  # a batch without any box still makes a (no-op) training step
+    assert torch.all(none == EMPTY_LOGIT) and model.sam.mask_decoder.iou_token.weight.grad is None
 
 
 def dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -49,6 +49,7 @@ class PolypSAM(nn.Module):
         self.fast_attention = fast_attention
         self.pretrained_source = pretrained_source
         self.prompts = prompts or PromptOptions()
+        self.sam.requires_grad_(True)
         for module in self.frozen_modules():
             module.requires_grad_(False)
         self.train(False)
@@ -96,8 +97,8 @@ class PolypSAM(nn.Module):
         valid = ~boxes.isnan().any(-1)
         image_idx = valid.nonzero(as_tuple=True)[0]
         out = embeddings.new_full((batch, 1, *hw), EMPTY_LOGIT, dtype=torch.float32)
-        if image_idx.numel() == 0:
-            return out
+        if image_idx.numel() == 0:  # constant output; a leaf needing grad keeps a training step of box-less images valid
+            return out.requires_grad_(torch.is_grad_enabled())
         scaled = scale_boxes(boxes[valid], hw, self.image_size, self.preprocess)
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.strategy == "full"):
             sparse, dense = self.sam.prompt_encoder(points=None, boxes=scaled, masks=None)
