@@ -31,6 +31,14 @@ def safe_ratio(num: np.ndarray | float, den: np.ndarray | float, zero_division: 
     return np.where(den > 0, num / np.where(den > 0, den, 1), zero_division)
 
 
+CURVE_KEYS = {"dice": "Dice", "iou": "IoU", "em": "Em", "sen": "Sen", "spe": "Spe"}  # curve -> name in meanX/maxX
+
+
+def _nanmean(values: list[float]) -> float:
+    finite = [v for v in values if not np.isnan(v)]
+    return float(np.mean(finite)) if finite else float("nan")
+
+
 def aggregate(results: list[dict]) -> dict:
     """Mean over images of every scalar (NaN = undefined for that image, skipped); curves (`curves` key of
     pranet_metrics) are averaged per threshold and `maxX` is recomputed as the max of the mean curve, as the
@@ -38,8 +46,7 @@ def aggregate(results: list[dict]) -> dict:
     if not results:
         raise DataError("aggregate() got no per-image results (is the dataset empty?)")
     keys = [k for k in results[0] if k != "curves"]
-    out = {k: float(np.nanmean([r[k] for r in results])) if any(np.isfinite(r[k]) for r in results) else float("nan")
-           for k in keys}
+    out = {k: _nanmean([r[k] for r in results]) for k in keys}
     if "curves" in results[0]:
         curves = {name: np.mean([r["curves"][name] for r in results], axis=0) for name in results[0]["curves"]}
         for name, curve in curves.items():
@@ -47,5 +54,3 @@ def aggregate(results: list[dict]) -> dict:
         out["curves"] = curves
     return out
 
-
-CURVE_KEYS = {"dice": "Dice", "iou": "IoU", "em": "Em", "sen": "Sen", "spe": "Spe"}

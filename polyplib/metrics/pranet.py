@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 from py_sod_metrics import Smeasure, WeightedFmeasure
 
-from polyplib.metrics.common import as_pair, safe_ratio
+from polyplib.metrics.common import CURVE_KEYS, as_pair, safe_ratio
 
 THRESHOLDS = np.linspace(1.0, 0.0, 256)  # MATLAB 1:-1/255:0
 TIE_TOL = 1e-9  # `pred >= t` with ties up to float error counted as >= (t = k/255 is not exact in binary)
@@ -97,7 +97,7 @@ def pranet_metrics(prob, gt, quantize: bool = True) -> dict:
     sm.step(pred, gt, normalize=False)
     wfm.step(pred, gt, normalize=False)
     out = {"Sm": float(sm.sms[-1]), "wFm": float(wfm.weighted_fms[-1]), "MAE": float(np.abs(pred - gt).mean())}
-    for name, key in (("dice", "Dice"), ("iou", "IoU"), ("em", "Em"), ("sen", "Sen"), ("spe", "Spe")):
+    for name, key in CURVE_KEYS.items():
         out[f"mean{key}"] = float(curves[name].mean())
         out[f"max{key}"] = float(curves[name].max())
     out["curves"] = curves

@@ -14,7 +14,7 @@ from polyplib.models.layers import BasicConv2d, InputNorm, check_image, identity
 from polyplib.models.registry import register_model
 from polyplib.models.rfb import RFB
 
-# variant -> timm backbone, stride of the coarsest scale, side-output resize mode, input normalisation
+# variant -> default timm backbone, stride of the coarsest scale (input sides must divide by it), side-output resize
 VARIANTS = {
     "official": dict(backbone="res2net50_26w_4s", stride=8, upsample="nearest"),
     "paper": dict(backbone="resnet50", stride=32, upsample="bilinear"),
