@@ -47,19 +47,24 @@ def structure_loss(logits: torch.Tensor, target: torch.Tensor, legacy_bce: bool 
     return (wbce + wiou).mean()
 
 
-def dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
-    """Soft Dice loss 1 - (2 Σpg + s) / (Σp + Σg + s) per image, averaged over the batch."""
+def dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.0, rowwise: bool = False) -> torch.Tensor:
+    """Soft Dice loss 1 - (2 Σpg + s) / (Σp + Σg + s) per image, averaged over the batch.
+
+    `rowwise=True` sums over each image row only and averages over rows: MONAI `DiceLoss` called on [1,H,W]
+    tensors as in the Polyp-SAM notebooks (notes §2.4; MONAI's smoothing is 1e-5).
+    """
     _check(logits, target)
     prob = torch.sigmoid(logits)
-    inter = (prob * target).sum(dim=(2, 3))
-    total = prob.sum(dim=(2, 3)) + target.sum(dim=(2, 3))
+    dims = (3,) if rowwise else (2, 3)
+    inter = (prob * target).sum(dim=dims)
+    total = prob.sum(dim=dims) + target.sum(dim=dims)
     return (1 - (2 * inter + smooth) / (total + smooth)).mean()
 
 
-def bce_dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
+def bce_dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.0, rowwise: bool = False) -> torch.Tensor:
     """Mean BCE-with-logits + soft Dice."""
     _check(logits, target)
-    return F.binary_cross_entropy_with_logits(logits, target) + dice_loss(logits, target, smooth)
+    return F.binary_cross_entropy_with_logits(logits, target) + dice_loss(logits, target, smooth, rowwise)
 
 
 class DeepSupervisionLoss(nn.Module):
@@ -78,17 +83,18 @@ class DeepSupervisionLoss(nn.Module):
 
 
 def build_loss(name: str, **options) -> DeepSupervisionLoss:
-    """`structure` (option `legacy_bugs`), `dice` / `bce-dice` (option `smooth`); all sum deep-supervision outputs."""
+    """`structure` (option `legacy_bugs`), `dice` / `bce-dice` (options `smooth`, `rowwise`); all sum
+    deep-supervision outputs."""
     if name == "structure":
         legacy = options.pop("legacy_bugs", False)
         if options:
             raise ConfigError(f"loss 'structure' has no option(s) {sorted(options)}; valid: ['legacy_bugs']")
         return DeepSupervisionLoss(lambda o, t: structure_loss(o, t, legacy_bce=legacy), sigmoid_main=legacy)
     if name in LOSSES:
-        smooth = options.pop("smooth", 1.0)
+        smooth, rowwise = options.pop("smooth", 1.0), options.pop("rowwise", False)
         if options:
-            raise ConfigError(f"loss {name!r} has no option(s) {sorted(options)}; valid: ['smooth']")
-        return DeepSupervisionLoss(lambda o, t: LOSSES[name](o, t, smooth))
+            raise ConfigError(f"loss {name!r} has no option(s) {sorted(options)}; valid: ['rowwise', 'smooth']")
+        return DeepSupervisionLoss(lambda o, t: LOSSES[name](o, t, smooth, rowwise))
     raise ConfigError(f"unknown loss {name!r}; choose one of {['structure', *LOSSES]}")
 
 

@@ -78,6 +78,11 @@ def test_dice_losses_hand_values():
     assert build_loss("dice", smooth=0.0)(torch.zeros(1, 1, 4, 4), mask).item() == pytest.approx(1 - 4 / 12)
     bce_dice = build_loss("bce-dice")(torch.zeros(1, 1, 4, 4), mask).item()
     assert bce_dice == pytest.approx(math.log(2) + 1 - 5 / 13)
+    # Polyp-SAM's MONAI call on [1,H,W]: rows 0-1 hold 2 mask pixels each, rows 2-3 none; s = 1e-5
+    s = 1e-5
+    rows = [1 - (2 * 1 + s) / (2 + 2 + s)] * 2 + [1 - s / (2 + s)] * 2
+    rowwise = build_loss("dice", rowwise=True, smooth=s)(torch.zeros(1, 1, 4, 4), mask).item()
+    assert rowwise == pytest.approx(sum(rows) / 4)
     perfect = (mask * 2 - 1) * 30
     assert build_loss("dice")(perfect, mask).item() < 1e-6
     assert build_loss("structure")(perfect, mask).item() < 1e-6
