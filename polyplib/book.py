@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from polyplib import viz
 from polyplib.errors import ConfigError, DataError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -58,9 +59,9 @@ class BookProfile:
 
 PROFILES: dict[str, BookProfile] = {
     "smoke": BookProfile(
-        name="smoke", device="cpu", source="synthpolyp-A", sources=("synthpolyp-A", "synthpolyp-B"),
+        name="smoke", device="cpu", source="synthpolyp-A", sources=("synthpolyp-A",),
         test_sets=("synthpolyp-A", "synthpolyp-B"), sam_train="synthpolyp-A", synth_n=40, image_size=64,
-        sam_image_size=64, epochs=2, max_steps=2, seeds=(0, 1), gmsrf_preset="gmsrf-paper",
+        sam_image_size=64, epochs=2, max_steps=1, seeds=(0, 1), gmsrf_preset="gmsrf-paper",
         gmsrf_options={"variant": "paper", "backbone": "resnet18"},
         baselines=("unet-original",), baseline_options={"unet-original": {"base_channels": 4, "depth": 2}},
         sam_model="polyp-sam-tiny", n_examples=4,
@@ -90,8 +91,6 @@ def profile_settings(profile: str = "smoke", **overrides: Any) -> BookProfile:
 def setup_notebook(settings: BookProfile) -> None:
     """Make a chapter deterministic and quiet: seeds, deterministic kernels, no progress bars, plot style."""
     import torch
-
-    from polyplib import viz
 
     os.environ["TQDM_DISABLE"] = "1"
     warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto without ipywidgets
@@ -199,7 +198,7 @@ def dataset_statistics(dataset: Any, limit: int | None = None) -> pd.DataFrame:
 def model_options(settings: BookProfile, model: str, **options: Any) -> dict[str, Any]:
     """Options of `model` under the profile (smoke: small widths/backbones), updated with `options`."""
     base = settings.gmsrf_options if model == "gmsrf" else settings.baseline_options.get(model, {})
-    return {**base, **options}
+    return {k: v for k, v in {**base, **options}.items() if v is not None}
 
 
 def run_dir(settings: BookProfile, name: str) -> Path:
@@ -231,22 +230,126 @@ def train_config(settings: BookProfile, model: str = "gmsrf", source: str | None
         device=settings.device, progress=False, out_dir=str(run_dir(settings, label)), **{**shrink, **overrides})
 
 
-def evaluate_run(settings: BookProfile, model: Any, tests: tuple[str, ...] | None = None, *, split: str = "test",
+def evaluate_run(settings: BookProfile, trained: Any, tests: tuple[str, ...] | None = None, *, split: str = "test",
                  **labels: Any) -> pd.DataFrame:
     """Both metric protocols of a model (or checkpoint) on each test set's `split`: one row per test set."""
     import tempfile
 
     from polyplib.engine.evaluate import evaluate
 
+    trained = load_model(trained, settings.device) if isinstance(trained, (str, Path)) else trained
     rows = []
     for key in tests or settings.test_sets:
         name, options = dataset_key(key, settings)
         with tempfile.TemporaryDirectory(prefix="polyp-book-eval-") as out:
-            result = evaluate(model, name, out_dir=out, root=settings.data_root, split=split, protocol="gmsrf",
+            result = evaluate(trained, name, out_dir=out, root=settings.data_root, split=split, protocol="gmsrf",
                               image_size=settings.image_size, dataset_options=options, overlays=False,
                               progress=False, device=settings.device)
         rows.append({**labels, "test": key, "n": result.summary["n"], **result.summary["means"]})
     return pd.DataFrame(rows)
+
+
+GMSRF_COLUMNS = ("dice", "iou", "recall", "precision")  # GMSRF protocol: threshold 0.5 at 256x256 (Sec. III)
+PRANET_COLUMNS = ("meanDice", "meanIoU", "wFm", "Sm", "meanEm", "MAE")  # PraNet toolbox: 256 thresholds
+RECIPE_FIELDS = ("model", "model_options", "dataset", "dataset_options", "protocol", "image_size", "augment",
+                 "batch_size", "epochs", "max_steps_per_epoch", "lr", "optimizer", "schedule", "loss", "loss_options",
+                 "select", "seed", "precision", "device")
+
+
+def recipe_table(config: Any) -> pd.DataFrame:
+    """The options of a `TrainConfig` that define the experiment (no paths), one row per option."""
+    values = config.to_dict()
+    return pd.DataFrame([{"option": k, "value": str(values[k])} for k in RECIPE_FIELDS])
+
+
+def checkpoint_of(result: Any) -> Path:
+    """The checkpoint a run selected (best validation score), else its last one."""
+    return result.best_checkpoint or result.last_checkpoint
+
+
+def load_model(checkpoint: Path | str, device: str = "cpu") -> Any:
+    """The trained model of a checkpoint, in eval mode."""
+    from polyplib.engine.evaluate import load_trained_model
+
+    return load_trained_model(checkpoint, device)[0]
+
+
+def predict(model: Any, items: list[dict[str, Any]], device: str = "cpu") -> list[Any]:
+    """Probability maps `[1, H, W]` of a model (or checkpoint) for dataset items (main output, sigmoid)."""
+    import torch
+
+    from polyplib.engine.evaluate import model_predict_fn
+
+    model = load_model(model, device) if isinstance(model, (str, Path)) else model
+    batch = {"image": torch.stack([item["image"] for item in items])}
+    return list(model_predict_fn(model, torch.device(device))(batch).cpu())
+
+
+def comparison_models(settings: BookProfile) -> dict[str, dict[str, Any]]:
+    """GMSRF-Net and the profile's baselines as experiment specs (label -> model and options)."""
+    labels = {"unet-original": "U-Net (original)", "unet": "U-Net", "unetplusplus": "U-Net++",
+              "deeplabv3plus": "DeepLabv3+"}
+    return {"GMSRF-Net": {"model": "gmsrf"}, **{labels.get(b, b): {"model": b} for b in settings.baselines}}
+
+
+def ablation_models(settings: BookProfile) -> dict[str, dict[str, Any]]:
+    """GMSRF-Net ablations (Sec. II-B): CMSA, MSFS, number of modules, deep supervision, loss bugs, variant."""
+    specs = {
+        "GMSRF-Net": {"model": "gmsrf"},
+        "no CMSA": {"model": "gmsrf", "options": {"cmsa": False}},
+        "no MSFS": {"model": "gmsrf", "options": {"msfs": False}},
+        "1 GMSRF module": {"model": "gmsrf", "options": {"num_modules": 1}},
+        "no deep supervision": {"model": "gmsrf", "options": {"deep_supervision": False}},
+        "official loss bugs": {"model": "gmsrf", "loss_options": {"legacy_bugs": True}},
+    }
+    if settings.name == "full":  # the stem-bypassed Res2Net variant runs at 15x the FLOPs: GPU only
+        specs["official variant"] = {"model": "gmsrf", "options": {"variant": "official", "backbone": None}}
+    return specs
+
+
+def run_grid(settings: BookProfile, specs: dict[str, dict[str, Any]], sources: tuple[str, ...] | None = None,
+             seeds: tuple[int, ...] | None = None, tests: tuple[str, ...] | None = None) -> pd.DataFrame:
+    """Train every spec on every source with every seed, test on every test set: one row per (model, source, seed, test)."""
+    from polyplib.engine import train
+
+    frames = []
+    for source in sources or settings.sources:
+        for label, spec in specs.items():
+            spec = dict(spec)
+            model, options = spec.pop("model"), spec.pop("options", {})
+            for seed in seeds or settings.seeds:
+                config = train_config(settings, model, source, seed, name=f"{viz.slug(label)}-{source}-seed{seed}",
+                                      options=options, **spec)
+                result = train(config)
+                frames.append(evaluate_run(settings, checkpoint_of(result), tests, model=label, train=source, seed=seed))
+                if settings.name == "smoke":
+                    shutil.rmtree(result.out_dir, ignore_errors=True)
+    table = pd.concat(frames, ignore_index=True)
+    table.insert(3, "kind", np.where(table["train"] == table["test"], "source", "unseen"))
+    return table
+
+
+PAPER_NAMES = {"kvasir-seg": "Kvasir-SEG", "cvc-clinicdb": "CVC-ClinicDB", "cvc-colondb": "CVC-ColonDB",
+               "etis": "ETIS", "cvc-300": "CVC-300"}
+PAPER_COLUMNS = {"dice": "dsc", "iou": "miou"}
+
+
+def paper_comparison(results: str, table: str, on: tuple[str, ...] = ("method", "train", "test"),
+                     metrics: tuple[str, ...] = ("dsc", "miou"), results_dir: Path | None = None) -> pd.DataFrame:
+    """A published table beside our committed `full` results (mean over seeds; empty where none are committed)."""
+    from polyplib.paper_results import paper_table
+
+    paper = paper_table(table)
+    on = tuple(c for c in on if c in paper.columns)
+    ours = load_results(results, results_dir)
+    if ours is None:
+        ours = pd.DataFrame(columns=[*on, *metrics], dtype=float)
+    else:
+        ours = ours.rename(columns={"model": "method", **PAPER_COLUMNS}).replace(PAPER_NAMES)
+        if "test" in on and "Kvasir" in set(paper["test"]):  # Polyp-SAM names Kvasir-SEG "Kvasir"
+            ours = ours.replace({"Kvasir-SEG": "Kvasir"})
+        ours = ours.groupby(list(on), as_index=False)[list(metrics)].mean()
+    return viz.paper_vs_ours(paper, ours, on, metrics)
 
 
 @dataclasses.dataclass
@@ -413,8 +516,6 @@ def full_results_markdown(name: str, results_dir: Path | None = None) -> tuple[s
 def show_full_results(name: str, results_dir: Path | None = None, **table_options: Any) -> pd.DataFrame | None:
     """Display the committed `full` results of `name` with their provenance, or say plainly that none exist."""
     from IPython.display import Markdown, display
-
-    from polyplib import viz
 
     text, frame = full_results_markdown(name, results_dir)
     display(Markdown(text))

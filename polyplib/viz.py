@@ -223,13 +223,24 @@ def styled_table(frame: pd.DataFrame, caption: str | None = None, precision: int
         styler = styler.highlight_min(subset=list(highlight_min), props=props)
     if caption:
         styler = styler.set_caption(html.escape(caption))
-    styler = styler.set_uuid(uuid or _slug(caption or "table")).set_table_attributes('class="polyp-table"')
+    styler = styler.set_uuid(uuid or slug(caption or "table")[:40]).set_table_attributes('class="polyp-table"')
     return HTML(styler.to_html())
 
 
-def _slug(text: str) -> str:
-    """A short identifier made of the letters and digits of `text`."""
-    return "".join(ch if ch.isalnum() else "-" for ch in text.lower())[:40].strip("-") or "table"
+def slug(text: str) -> str:
+    """The letters and digits of `text`, other characters as `-` (ids, folder names)."""
+    return "".join(ch if ch.isalnum() else "-" for ch in text.lower()).strip("-") or "table"
+
+
+def mean_sd_table(frame: pd.DataFrame, by: str | Sequence[str], metrics: Sequence[str], precision: int = 3) -> pd.DataFrame:
+    """`mean ± sd (n)` strings per group and metric, for tables of results over seeds."""
+    stats = seed_summary(frame, by, metrics)
+    out = pd.DataFrame(index=stats.index)
+    for m in metrics:
+        mean, sd = stats[(m, "mean")], stats[(m, "std")]
+        out[m] = [f"{a:.{precision}f} ± {b:.{precision}f}" for a, b in zip(mean, sd)]
+    out["seeds"] = stats[(metrics[0], "count")].astype(int)
+    return out.reset_index()
 
 
 def paper_vs_ours(paper: pd.DataFrame, ours: pd.DataFrame, on: Sequence[str], metrics: Sequence[str]) -> pd.DataFrame:
