@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from polyplib.engine.checkpoint import load_checkpoint, save_checkpoint
 from polyplib.errors import ConfigError
 from polyplib.sam.model import PolypSAM
 from polyplib.sam.prompts import boxes_from_mask
@@ -42,15 +43,14 @@ class EmbeddingCache:
     def lookup(self, key: str) -> torch.Tensor | None:
         """A cached embedding, from memory or disk."""
         if key not in self.memory and self.cache_dir is not None and (self.cache_dir / f"{key}.pt").is_file():
-            self.memory[key] = torch.load(self.cache_dir / f"{key}.pt", map_location="cpu", weights_only=True)
+            self.memory[key] = load_checkpoint(self.cache_dir / f"{key}.pt")["embedding"]
         return self.memory.get(key)
 
     def store(self, key: str, embedding: torch.Tensor) -> None:
         """Keep an embedding in memory and, with a cache dir, on disk."""
         self.memory[key] = embedding
         if self.cache_dir is not None:
-            self.cache_dir.mkdir(parents=True, exist_ok=True)
-            torch.save(embedding, self.cache_dir / f"{key}.pt")
+            save_checkpoint({"embedding": embedding}, self.cache_dir / f"{key}.pt")  # atomic: an interrupted run leaves no partial file
 
     @torch.no_grad()
     def embed(self, images: torch.Tensor, keys: list[str]) -> torch.Tensor:
