@@ -61,7 +61,8 @@ def dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.0, r
     return (1 - (2 * inter + smooth) / (total + smooth)).mean()
 
 
-def bce_dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.0, rowwise: bool = False) -> torch.Tensor:
+def bce_dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.0,
+                  rowwise: bool = False) -> torch.Tensor:
     """Mean BCE-with-logits + soft Dice."""
     _check(logits, target)
     return F.binary_cross_entropy_with_logits(logits, target) + dice_loss(logits, target, smooth, rowwise)

@@ -103,7 +103,8 @@ def test_smeasure_hand_value_and_minmax_normalisation():
     prob = rng.random((16, 16))
     squeezed, stretched = pranet_metrics(0.2 + 0.4 * prob, square_gt(16), quantize=False), \
         pranet_metrics(prob, square_gt(16), quantize=False)
-    assert squeezed["Sm"] == pytest.approx(stretched["Sm"]) and squeezed["meanDice"] == pytest.approx(stretched["meanDice"])
+    assert squeezed["Sm"] == pytest.approx(stretched["Sm"])
+    assert squeezed["meanDice"] == pytest.approx(stretched["meanDice"])
 
 
 def test_weighted_fmeasure_hand_value():

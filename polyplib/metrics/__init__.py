@@ -1,4 +1,4 @@
-"""Evaluation protocols: GMSRF (threshold 0.5), PraNet toolbox (256 thresholds, Sm, wFm, Em, MAE), Polyp-SAM row-wise."""
+"""Evaluation protocols: GMSRF (threshold 0.5), PraNet toolbox (256 thresholds, Sm, wFm, Em, MAE), Polyp-SAM rows."""
 from polyplib.metrics.common import aggregate
 from polyplib.metrics.gmsrf import gmsrf_metrics
 from polyplib.metrics.pranet import pranet_metrics

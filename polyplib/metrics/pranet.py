@@ -72,8 +72,9 @@ def enhanced_alignment(n_pos: np.ndarray, tp: np.ndarray, n_gt: float, n: float)
 
 
 def pranet_metrics(prob, gt, quantize: bool = True) -> dict:
-    """Per-image toolbox scores: meanDice, meanIoU, meanSen, meanSpe, meanEm (means over the 256 thresholds, `pred >= t`),
-    their per-image maxima, Sm (alpha 0.5), wFm (beta 1), MAE, and `curves` (per-threshold arrays, t from 1 to 0).
+    """Per-image toolbox scores: meanDice, meanIoU, meanSen, meanSpe, meanEm (means over the 256 thresholds,
+    `pred >= t`), their per-image maxima, Sm (alpha 0.5), wFm (beta 1), MAE, and `curves` (per-threshold arrays,
+    t from 1 to 0).
 
     Fmeasure_calu.m: when TP == 0 at a threshold, Dice, IoU, sensitivity and specificity are all 0 there, so an empty
     GT scores 0 on them. Empty GT: Sm = 1 - mean(pred), wFm = 0, Em(t) = mean(pred < t)·N/(N-1).

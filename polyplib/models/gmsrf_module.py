@@ -14,7 +14,8 @@ def resample(in_ch: int, out_ch: int, src: int, dst: int) -> nn.Sequential:
     conv = nn.ConvTranspose2d if dst < src else nn.Conv2d
     layers: list[nn.Module] = []
     for step in range(abs(src - dst)):
-        layers += [conv(in_ch if step == 0 else out_ch, out_ch, 4, stride=2, padding=1, bias=False), nn.ReLU(inplace=True)]
+        layers += [conv(in_ch if step == 0 else out_ch, out_ch, 4, stride=2, padding=1, bias=False),
+                   nn.ReLU(inplace=True)]
     return nn.Sequential(*layers)
 
 

@@ -13,8 +13,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 class BasicConv2d(nn.Sequential):
     """Conv (no bias) + BatchNorm, no activation: the `BasicConv2d` of PraNet / GMSRF-Net code (notes §1.1)."""
 
-    def __init__(self, in_ch: int, out_ch: int, kernel_size: int | tuple[int, int] = 3, padding: int | tuple[int, int] = 0,
-                 dilation: int = 1) -> None:
+    def __init__(self, in_ch: int, out_ch: int, kernel_size: int | tuple[int, int] = 3,
+                 padding: int | tuple[int, int] = 0, dilation: int = 1) -> None:
         super().__init__(nn.Conv2d(in_ch, out_ch, kernel_size, padding=padding, dilation=dilation, bias=False),
                          nn.BatchNorm2d(out_ch))
 

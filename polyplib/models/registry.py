@@ -63,12 +63,13 @@ def _example_inputs(model: nn.Module, image_size: int, device: str) -> tuple[tor
     for key in getattr(model, "extra_inputs", ()):
         if key != "boxes":
             raise ConfigError(f"describe() cannot build the extra input {key!r} of {type(model).__name__}")
-        extras[key] = torch.tensor([[image_size / 4, image_size / 4, 3 * image_size / 4, 3 * image_size / 4]], device=device)
+        lo, hi = image_size / 4, 3 * image_size / 4
+        extras[key] = torch.tensor([[lo, lo, hi, hi]], device=device)
     return image, extras
 
 
 def _copy(model: nn.Module, device: str) -> nn.Module:
-    """Deep copy of `model`; on `meta` its parameters and buffers are replaced by empty meta tensors (no data copied)."""
+    """Deep copy of `model`; on `meta` parameters and buffers become empty meta tensors (no data copied)."""
     if device != "meta":
         return copy.deepcopy(model)
     memo = {id(p): nn.Parameter(torch.empty_like(p, device="meta"), p.requires_grad) for p in model.parameters()}
