@@ -143,7 +143,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from polyplib.engine.bench import format_table, run_bench
 
     results = run_bench(args.suite, quick=args.quick, device=args.device, out=args.out, variants=tuple(args.variants),
-                        image_size=args.image_size)
+                        image_size=args.image_size, model_options=parse_options(args.set),
+                        steps=args.steps)
     _print(results, args.json, format_table(results))
     return 0
 
@@ -223,6 +224,9 @@ def build_parser(external: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="few iterations at small sizes (CPU)")
     p.add_argument("--variants", nargs="+", choices=("paper", "official"), default=["paper", "official"])
     p.add_argument("--image-size", type=int, default=None, help="default 256 (64 with --quick)")
+    p.add_argument("--steps", type=int, default=None, help="timed training steps per line (default 20, 2 with --quick)")
+    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="GMSRF-Net options for every line, e.g. backbone=resnet18 num_modules=1")
     p.add_argument("--device", default="auto")
     p.add_argument("--out", help="results JSON path")
     p.add_argument("--json", action="store_true")

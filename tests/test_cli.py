@@ -70,10 +70,14 @@ def test_describe_gives_params_and_gflops(capsys):
 
 
 def test_bench_quick(capsys, tmp_path):
-    results = run_json(capsys, "bench", "--quick", "--variants", "official", "--image-size", "32",
-                       "--out", str(tmp_path / "bench.json"))
+    results = run_json(capsys, "bench", "--quick", "--variants", "official", "--image-size", "16", "--out",
+                       str(tmp_path / "bench.json"), "--steps", "1", "--set", "backbone=resnet10t", "num_modules=0")
     gm = results["suites"]["gmsrf"]
     assert {ln["recipe"] for ln in gm["lines"]} == {"ours", "authors"} and gm["comparisons"][0]["speedup"] > 0
+    train = {ln["recipe"]: ln for ln in gm["lines"] if ln["kind"] == "train"}
+    assert gm["comparisons"][0]["speedup"] == pytest.approx(train["ours"]["images_per_s"] / train["authors"]["images_per_s"])
+    assert 0 < train["ours"]["mfu"] == pytest.approx(3 * gm["comparisons"][0]["forward_gflops_per_image"] * 1e9
+                                                     * train["ours"]["images_per_s"] / gm["peak_flops"])
     assert json.loads((tmp_path / "bench.json").read_text())["provenance"]["torch"]
 
 

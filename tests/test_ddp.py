@@ -14,7 +14,7 @@ def test_two_gloo_processes_end_with_identical_weights(tmp_path):
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29533",
            "-m", "polyplib", "train", "--preset", "cpu-tiny", "--out", str(out), "--no-progress",
-           "--set", "epochs=2", "batch_size=2", "augment=true"]
+           "--set", "epochs=2", "batch_size=2", "augment=true", "dataset_options.n=30"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -34,7 +34,7 @@ def test_tiny_run_lowers_the_loss_and_writes_log_and_checkpoints(tmp_path):
     rows = read_log(tmp_path / "run" / "log.jsonl")
     losses = [row["train_loss"] for row in rows]
     assert [row["epoch"] for row in rows] == [0, 1, 2, 3] and rows == result.history
-    assert losses[-1] < 0.8 * losses[0], losses
+    assert losses[-1] < 0.9 * losses[0], losses
     assert {"train_loss", "val_loss", "val_dice", "lr", "images_per_s", "peak_mem_mb", "step"} <= rows[-1].keys()
     best, last = load_checkpoint(result.best_checkpoint), load_checkpoint(result.last_checkpoint)
     assert best["metrics"]["val_dice"] == max(row["val_dice"] for row in rows) == result.best_metric

@@ -74,24 +74,24 @@ def _synthetic_batch(batch: int, size: int, device: torch.device, channels_last:
     return images, masks
 
 
-def build_model(variant: str, recipe: Recipe, device: torch.device) -> nn.Module:
-    """GMSRF-Net of `variant` set up the way `recipe` runs it."""
+def build_model(variant: str, recipe: Recipe, device: torch.device, options: dict | None = None) -> nn.Module:
+    """GMSRF-Net of `variant` (plus model `options`) set up the way `recipe` runs it."""
     from polyplib.models import create_model
 
-    model = create_model("gmsrf", variant=variant).to(device).train()
+    model = create_model("gmsrf", variant=variant, **(options or {})).to(device).train()
     if recipe.channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model
 
 
 def time_training(variant: str, recipe: Recipe, device: torch.device, batch: int, size: int, steps: int,
-                  warmup: int) -> dict[str, float]:
+                  warmup: int, options: dict | None = None) -> dict[str, float]:
     """Images/s and peak memory of full training steps (forward, deep-supervised loss, backward, clip ±0.5, Adam)."""
     from polyplib.losses import build_loss
 
-    model = build_model(variant, recipe, device)
+    model = build_model(variant, recipe, device, options)
     step_model = torch.compile(model) if recipe.compile else model
-    loss_fn = build_loss("structure", legacy=recipe.legacy_loss)
+    loss_fn = build_loss("structure", legacy_bugs=recipe.legacy_loss)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, fused=recipe.fused_adam or None)
     images, masks = _synthetic_batch(batch, size, device, recipe.channels_last)
 
@@ -126,12 +126,13 @@ def time_training(variant: str, recipe: Recipe, device: torch.device, batch: int
 
 
 @torch.no_grad()
-def time_inference(variant: str, recipe: Recipe, device: torch.device, batch: int, size: int, iters: int) -> dict:
+def time_inference(variant: str, recipe: Recipe, device: torch.device, batch: int, size: int, iters: int,
+                   options: dict | None = None, warmup: int = 2) -> dict:
     """Latency per batch and images/s of eval-mode forward passes."""
-    model = build_model(variant, recipe, device).eval()
+    model = build_model(variant, recipe, device, options).eval()
     run = torch.compile(model) if recipe.compile else model
     images, _ = _synthetic_batch(batch, size, device, recipe.channels_last)
-    for _ in range(2):
+    for _ in range(warmup):
         with _autocast(device, recipe.amp_dtype):
             run(images)
     _sync(device)
@@ -144,13 +145,13 @@ def time_inference(variant: str, recipe: Recipe, device: torch.device, batch: in
     return {"latency_ms": 1000 * elapsed / iters, "images_per_s": batch * iters / elapsed}
 
 
-def largest_batch(variant: str, recipe: Recipe, device: torch.device, size: int, start: int = 8,
-                  limit: int = 512) -> int:
+def largest_batch(variant: str, recipe: Recipe, device: torch.device, size: int, options: dict | None = None,
+                  start: int = 8, limit: int = 512) -> int:
     """Largest power-of-two batch (from `start`) whose training step fits in GPU memory."""
     best, batch = start, start * 2
     while batch <= limit:
         try:
-            time_training(variant, recipe, device, batch, size, steps=1, warmup=1)
+            time_training(variant, recipe, device, batch, size, steps=1, warmup=1, options=options)
         except torch.cuda.OutOfMemoryError:
             torch.cuda.empty_cache()
             break
@@ -159,7 +160,8 @@ def largest_batch(variant: str, recipe: Recipe, device: torch.device, size: int,
 
 
 def bench_gmsrf(device: str = "auto", quick: bool = False, variants: tuple[str, ...] = VARIANTS,
-                image_size: int | None = None, batch_size: int | None = None, steps: int | None = None) -> dict[str, Any]:
+                image_size: int | None = None, batch_size: int | None = None, steps: int | None = None,
+                model_options: dict | None = None) -> dict[str, Any]:
     """Training and inference lines for each GMSRF-Net variant, ours beside the authors' reference line."""
     from polyplib.models import describe
 
@@ -169,41 +171,44 @@ def bench_gmsrf(device: str = "auto", quick: bool = False, variants: tuple[str, 
     steps = steps or (2 if quick else 20)
     warmup = 1 if quick else 5
     peak = matmul_peak_flops(dev, quick)
+    opts = dict(model_options or {})
     lines, comparisons = [], []
     for variant in variants:
-        gflops = float(describe("gmsrf", image_size=size, variant=variant)["gflops"])
+        gflops = float(describe("gmsrf", image_size=size, variant=variant, **opts)["gflops"])
         by_recipe = {}
         for name, recipe in recipes(dev, quick).items():
-            res = time_training(variant, recipe, dev, batch, size, steps, warmup)
+            res = time_training(variant, recipe, dev, batch, size, steps, warmup, opts)
             res["mfu"] = 3 * gflops * 1e9 * res["images_per_s"] / peak
             by_recipe[name] = res
             lines.append({"variant": variant, "recipe": name, "kind": "train", "batch": batch, **res})
         ours = recipes(dev, quick)["ours"]
         if dev.type == "cuda":
-            big = largest_batch(variant, ours, dev, size)
-            res = time_training(variant, ours, dev, big, size, steps, warmup)
+            big = largest_batch(variant, ours, dev, size, opts)
+            res = time_training(variant, ours, dev, big, size, steps, warmup, opts)
             lines.append({"variant": variant, "recipe": "ours", "kind": "train", "batch": big, **res,
                           "mfu": 3 * gflops * 1e9 * res["images_per_s"] / peak})
         for name, recipe in recipes(dev, quick).items():
             for kind, b in (("latency", 1), ("throughput", 4 if quick else 32)):
                 lines.append({"variant": variant, "recipe": name, "kind": f"infer-{kind}", "batch": b,
-                              **time_inference(variant, recipe, dev, b, size, 2 if quick else 20)})
+                              **time_inference(variant, recipe, dev, b, size, 1 if quick else 20, opts, warmup)})
         mem = by_recipe["ours"]["peak_mem_mb"], by_recipe["authors"]["peak_mem_mb"]
         comparisons.append({"variant": variant, "batch": batch, "forward_gflops_per_image": gflops,
                             "speedup": by_recipe["ours"]["images_per_s"] / by_recipe["authors"]["images_per_s"],
                             "memory_ratio": mem[0] / mem[1] if None not in mem else None})
-    return {"suite": "gmsrf", "device": str(dev), "image_size": size, "quick": quick,
+    return {"suite": "gmsrf", "device": str(dev), "image_size": size, "quick": quick, "model_options": opts,
             "peak_flops": peak, "peak_flops_dtype": "bf16" if dev.type == "cuda" else "fp32",
             "recipes": {k: {**asdict(r), "amp_dtype": str(r.amp_dtype)} for k, r in recipes(dev, quick).items()},
             "lines": lines, "comparisons": comparisons}
 
 
 def run_bench(suite: str = "gmsrf", quick: bool = False, device: str = "auto", out: str | Path | None = None,
-              variants: tuple[str, ...] = VARIANTS, image_size: int | None = None) -> dict:
-    """Run the GMSRF suite and/or Polyp-SAM's (`polyplib.sam.bench.run`, when installed); save JSON with provenance."""
+              variants: tuple[str, ...] = VARIANTS, image_size: int | None = None,
+              model_options: dict | None = None, steps: int | None = None) -> dict:
+    """Run the GMSRF suite and/or Polyp-SAM's (`polyplib.sam.bench.run_sam_bench`, when installed); save JSON with provenance."""
     results: dict[str, Any] = {"provenance": provenance(), "suites": {}}
     if suite in ("gmsrf", "all"):
-        results["suites"]["gmsrf"] = bench_gmsrf(device, quick, variants, image_size)
+        results["suites"]["gmsrf"] = bench_gmsrf(device, quick, variants, image_size, steps=steps,
+                                                 model_options=model_options)
     if suite in ("sam", "all"):
         try:
             sam_bench = importlib.import_module("polyplib.sam.bench")
@@ -212,7 +217,7 @@ def run_bench(suite: str = "gmsrf", quick: bool = False, device: str = "auto", o
                 raise
             results["suites"]["sam"] = {"skipped": "polyplib.sam.bench is not available"}
         else:
-            results["suites"]["sam"] = sam_bench.run(device=device, quick=quick)
+            results["suites"]["sam"] = sam_bench.run_sam_bench(quick=quick, device=device)
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(json.dumps(results, indent=2) + "\n")

@@ -50,7 +50,7 @@ def cpu_tiny() -> TrainConfig:
     """A seconds-long CPU run on synthetic polyps (tests, smoke runs of the book)."""
     return TrainConfig(model="unet-original", model_options={"base_channels": 4, "depth": 2}, dataset="synthpolyp",
                        protocol="gmsrf", dataset_options={"n": 16}, image_size=64, augment=False, batch_size=4,
-                       epochs=2, lr=1e-3, loss="bce-dice", precision="fp32", device="cpu", out_dir="runs/cpu-tiny")
+                       epochs=2, lr=1e-2, loss="bce-dice", precision="fp32", device="cpu", out_dir="runs/cpu-tiny")
 
 
 @register_preset("polyp-sam-paper")

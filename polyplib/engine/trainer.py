@@ -166,6 +166,7 @@ def validate(model: nn.Module, loader: DataLoader, loss_fn, device: torch.device
     """Validation loss and GMSRF-protocol metrics (threshold 0.5) averaged over the images of all ranks."""
     from polyplib.metrics import gmsrf_metrics
 
+    was_training = model.training
     model.eval()
     keys = ("dice", "iou", "recall", "precision")
     sums = torch.zeros(len(keys) + 2, dtype=torch.float64)
@@ -183,7 +184,7 @@ def validate(model: nn.Module, loader: DataLoader, loss_fn, device: torch.device
         sums[-1] += logits.shape[0]
     sums = all_reduce_sum(sums, info)
     n = max(float(sums[-1]), 1.0)
-    model.train()
+    model.train(was_training)
     return {"val_loss": float(sums[-2]) / n, **{f"val_{k}": float(sums[i]) / n for i, k in enumerate(keys)}}
 
 
@@ -368,7 +369,8 @@ class _Run:
             row.update(self.train_epoch())
             row["step"] = self.global_step
             if (self.epoch + 1) % cfg.val_every == 0 or self.epoch + 1 == cfg.epochs:
-                metrics = validate(self.net, self.val_loader(), self.loss_fn, self.device, self.amp_dtype,
+                # the plain module: DDP's per-forward buffer broadcast would hang when ranks hold unequal val shards
+                metrics = validate(unwrap(self.net), self.val_loader(), self.loss_fn, self.device, self.amp_dtype,
                                    cfg.channels_last, self.info)
                 row.update(metrics)
                 if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
