@@ -59,7 +59,8 @@ def gmsrf(variant: str = "official", pretrained: bool = False, pretrained_file: 
     """GMSRF-Net. `official`: Res2Net-50 26w4s, stem bypassed (scales H..H/8), layer1 reduced by a 1x1 conv, no
     input normalisation, nearest side-output upsampling, as NoviceMAn-prog/GMSRFNet. `paper`: timm ResNet-50 with its
     stem (scales H/4..H/32), RFB on all four scales (Sec. II-B.1), ImageNet normalisation, bilinear upsampling.
-    Both use widths 32/64/128/256 and growth 32/32/64/64."""
+    Both use widths 32/64/128/256 and growth 32/32/64/64. `backbone='res2net50d'` gives the avg-pool shortcuts of the
+    authors' res2net50_v1b_26w_4s (same parameter count; timm's res2net50_26w_4s uses strided 1x1 shortcuts)."""
     if variant not in VARIANTS:
         raise ConfigError(f"variant={variant!r} is not known; choose one of {sorted(VARIANTS)}")
     if not isinstance(num_modules, int) or num_modules < 0:
