@@ -69,6 +69,7 @@ def test_describe_gives_params_and_gflops(capsys):
     assert info["params"] > 1_000_000 and info["gflops"] > 1
 
 
+@pytest.mark.slow
 def test_bench_quick(capsys, tmp_path):
     results = run_json(capsys, "bench", "--quick", "--variants", "official", "--image-size", "16", "--out",
                        str(tmp_path / "bench.json"), "--steps", "1", "--set", "backbone=resnet10t", "num_modules=0")
@@ -98,15 +99,10 @@ def test_errors_are_one_line_and_nonzero(capsys, tmp_path, argv, message):
     assert err.startswith(f"polyplib {argv[0]}: error:") and message in err and err.count("\n") == 1
 
 
-def test_console_entry_point(kvasir_root):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    ok = subprocess.run([sys.executable, "-m", "polyplib", "datasets", "--root", str(kvasir_root), "--json"],
-                        cwd=REPO, env=env, capture_output=True, text=True)
-    assert ok.returncode == 0 and {"name": "kvasir-seg", "pairs": 3}.items() <= \
-        next(r for r in json.loads(ok.stdout) if r["name"] == "kvasir-seg").items()
-    bad = subprocess.run([sys.executable, "-m", "polyplib", "train", "--preset", "nope"], cwd=REPO, env=env,
-                         capture_output=True, text=True)
-    assert bad.returncode == 1 and "Traceback" not in bad.stderr and "unknown preset 'nope'" in bad.stderr
+def test_console_entry_point_error_is_one_line():
+    bad = subprocess.run([sys.executable, "-m", "polyplib", "train", "--preset", "nope"], cwd=REPO,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True)
+    assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "unknown preset 'nope'" in bad.stderr
 
 
 def test_external_command_hooks(tmp_path, monkeypatch, capsys):

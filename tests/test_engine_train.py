@@ -84,7 +84,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 def _train_args(out: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "polyplib", "train", "--preset", "cpu-tiny", "--out", str(out), "--no-progress",
-            *extra, "--set", "epochs=3", "save_every_steps=1", "augment=true"]
+            *extra, "--set", "epochs=2", "save_every_steps=1", "augment=true"]
 
 
 def _cli_train(out: Path) -> subprocess.Popen:
@@ -92,6 +92,7 @@ def _cli_train(out: Path) -> subprocess.Popen:
                             text=True)
 
 
+@pytest.mark.slow
 def test_sigkilled_training_process_resumes_to_the_same_weights(tmp_path):
     reference = _cli_train(tmp_path / "reference")
     killed = _cli_train(tmp_path / "killed")
@@ -112,4 +113,4 @@ def test_sigkilled_training_process_resumes_to_the_same_weights(tmp_path):
     assert_same_weights(a["model"], b["model"])
     assert a["best"] == b["best"] and a["global_step"] == b["global_step"]
     log = [read_log(tmp_path / name / "log.jsonl") for name in ("reference", "killed")]
-    assert [r["val_dice"] for r in log[0]] == [r["val_dice"] for r in log[1]] and len(log[1]) == 3
+    assert [r["val_dice"] for r in log[0]] == [r["val_dice"] for r in log[1]] and len(log[1]) == 2
