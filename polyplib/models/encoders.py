@@ -22,8 +22,8 @@ def create_backbone(name: str, pretrained: bool = False, pretrained_file: str | 
                                f"there (.pth/.safetensors state_dict), or pass pretrained=False")
         kwargs["pretrained_cfg_overlay"] = dict(file=str(path))
         pretrained = True
-    try:  # BN init 1/0 everywhere as the authors' Res2Net (timm would zero the last BN of each block)
-        return timm.create_model(name, pretrained=pretrained, zero_init_last=False, **kwargs)
+    try:
+        net = timm.create_model(name, pretrained=pretrained, **kwargs)
     except Exception as err:  # hub unreachable, corrupt file, mismatching keys: all actionable the same way
         if not pretrained:
             raise
@@ -33,6 +33,12 @@ def create_backbone(name: str, pretrained: bool = False, pretrained_file: str | 
             f"machine with internet (timm.create_model({name!r}, pretrained=True) caches them under "
             f"~/.cache/huggingface), then pass pretrained_file=<path to the state_dict>, or use pretrained=False"
         ) from err
+    if not pretrained:  # BN weight 1 / bias 0 everywhere, as the authors' Res2Net (timm zeroes each block's last BN)
+        for module in net.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.affine:
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+    return net
 
 
 class StemBypassEncoder(nn.Module):
