@@ -1,4 +1,4 @@
-"""Polyp-SAM (Li et al. 2023): SAM fine-tuned with box prompts; registers polyp-sam-{b,l,h,tiny} with polyplib.models."""
+"""Polyp-SAM (Li et al. 2023): SAM fine-tuned with box prompts; registers polyp-sam-{b,l,h,tiny}."""
 from functools import partial
 
 from polyplib.models import register_model

@@ -1,4 +1,4 @@
-"""Polyp-SAM speed benchmark: our batched steps against the authors' loop (one image per step, fp16 autocast, accumulation)."""
+"""Polyp-SAM speed benchmark: our batched steps vs the authors' loop (per-image steps, fp16 autocast, accumulation)."""
 from __future__ import annotations
 
 import statistics
@@ -40,7 +40,7 @@ def synthetic_batch(batch: int, size: int, device: torch.device) -> dict[str, to
 
 
 def authors_step(model: PolypSAM, batch: dict, optimizer, scaler, amp: torch.dtype | None) -> None:
-    """ricklisz/Polyp-SAM finetune_all cell9/12: per-image encoder/decoder, fp16 autocast, one optimiser step per batch."""
+    """ricklisz/Polyp-SAM finetune_all cell9/12: per-image encoder/decoder, fp16 autocast, one step per batch."""
     sam, n, size = model.sam, batch["image"].shape[0], model.image_size
     for i in range(n):
         with _autocast(batch["image"].device, amp):

@@ -1,4 +1,4 @@
-"""SAM architectures (Kirillov et al. 2023, §3) built from Meta's `segment_anything` classes, plus a tiny CPU variant."""
+"""SAM architectures (Kirillov et al. 2023, §3) from Meta's `segment_anything` classes, plus a tiny CPU variant."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -51,7 +51,7 @@ def sam_config(name: str, image_size: int | None = None) -> SamConfig:
 
 
 def build_sam(name: str, image_size: int | None = None) -> Sam:
-    """Build an untrained `segment_anything.modeling.Sam` of the named size (SAM §3: encoder, prompt encoder, decoder)."""
+    """An untrained `segment_anything.modeling.Sam` of the named size (SAM §3: encoders and mask decoder)."""
     cfg = sam_config(name, image_size)
     grid = cfg.image_size // cfg.patch_size
     encoder = ImageEncoderViT(

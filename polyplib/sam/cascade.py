@@ -27,7 +27,8 @@ def boxes_from_probabilities(probs: torch.Tensor, threshold: float = 0.5, max_bo
     return torch.stack([boxes_from_mask(m, per_component=True, max_boxes=max_boxes) for m in fg])
 
 
-def sam_predict_fn(sam: PolypSAM, device: torch.device, boxes_fn: Callable[[dict[str, Any]], torch.Tensor]) -> PredictFn:
+def sam_predict_fn(sam: PolypSAM, device: torch.device,
+                   boxes_fn: Callable[[dict[str, Any]], torch.Tensor]) -> PredictFn:
     """Engine `predict_fn`: Polyp-SAM probabilities for a batch, prompted by `boxes_fn(batch)`."""
     sam = sam.to(device).eval()
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 
 def load_sam(spec: str, allow_scratch: bool = False, device: str = "cpu"):
-    """A trained Polyp-SAM checkpoint (best.pt/last.pt) or a registered name (polyp-sam-b: SAM weights, no fine-tuning)."""
+    """A trained Polyp-SAM checkpoint (best.pt/last.pt) or a model name (polyp-sam-b: SAM weights, not fine-tuned)."""
     from polyplib.engine.evaluate import load_trained_model
     from polyplib.errors import ConfigError
     from polyplib.models import create_model
@@ -59,7 +59,8 @@ def cmd_cascade(args: argparse.Namespace) -> int:
     else:
         for name in ("gt_boxes", "cascade"):
             if name in report:
-                print(f"{name:<10} dice {report[name]['dice']:.4f}  meanDice {report[name].get('meanDice', float('nan')):.4f}")
+                means = report[name]
+                print(f"{name:<10} dice {means['dice']:.4f}  meanDice {means.get('meanDice', float('nan')):.4f}")
         for row in report.get("robustness", []):
             print(f"jitter {row['jitter']:<5g} dice {row['dice']:.4f}")
         print(f"SAM weights: {sam.pretrained_source}; written to {out}")
@@ -80,8 +81,8 @@ def add_cli(subparsers) -> None:
     p.add_argument("--image-size", type=int, default=1024)
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--threshold", type=float, default=0.5, help="detector probability threshold for the components")
-    p.add_argument("--jitter", type=float, nargs="*", help="box-jitter study, fractions of the box size (0 0.05 0.1 0.2)")
-    p.add_argument("--allow-scratch", action="store_true", help="untrained SAM when no weights (results labelled scratch)")
+    p.add_argument("--jitter", type=float, nargs="*", help="box-jitter study, fractions of the box (0 0.05 0.1 0.2)")
+    p.add_argument("--allow-scratch", action="store_true", help="untrained SAM (results labelled scratch)")
     p.add_argument("--no-overlays", action="store_true", help="skip the best/median/worst overlay figures")
     p.add_argument("--out", default="cascade")
     p.add_argument("--device", default="auto")

@@ -26,7 +26,7 @@ def encoder_fingerprint(model: PolypSAM) -> str:
 
 
 class EmbeddingCache:
-    """Embeddings keyed by (dataset, image id, image size, encoder fingerprint); in memory, plus `.pt` files if `cache_dir`."""
+    """Embeddings keyed by (dataset, image id, size, encoder fingerprint); in memory, plus `.pt` files in `cache_dir`."""
 
     def __init__(self, model: PolypSAM, cache_dir: str | Path | None = None) -> None:
         if model.strategy != "decoder":
@@ -50,7 +50,7 @@ class EmbeddingCache:
         """Keep an embedding in memory and, with a cache dir, on disk."""
         self.memory[key] = embedding
         if self.cache_dir is not None:
-            save_checkpoint({"embedding": embedding}, self.cache_dir / f"{key}.pt")  # atomic: an interrupted run leaves no partial file
+            save_checkpoint({"embedding": embedding}, self.cache_dir / f"{key}.pt")  # atomic: no partial files
 
     @torch.no_grad()
     def embed(self, images: torch.Tensor, keys: list[str]) -> torch.Tensor:
@@ -65,7 +65,7 @@ class EmbeddingCache:
 
 
 class CachedEmbeddingDataset(Dataset):
-    """Items whose `image` slot holds the cached embedding [C,h,w], plus mask and box prompts (no decoding, no encoder)."""
+    """Items whose `image` slot holds the cached embedding [C,h,w], plus mask and boxes (no decoding, no encoder)."""
 
     def __init__(self, dataset: Dataset, cache: EmbeddingCache, per_component: bool = False, jitter: float = 0.0,
                  seed: int = 0, max_boxes: int = 8, batch_size: int = 8, progress: bool = True) -> None:

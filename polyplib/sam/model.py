@@ -75,7 +75,7 @@ class PolypSAM(nn.Module):
         return {"preprocess": self.preprocess, "image_size": self.image_size}
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
-        """[B,3,H,W] RGB in [0,1] -> embeddings [B,C,S/16,S/16] (batched ViT, fused attention, optional checkpointing)."""
+        """[B,3,H,W] RGB in [0,1] -> embeddings [B,C,S/16,S/16] (batched ViT, fused attention, opt. checkpointing)."""
         enc = self.sam.image_encoder
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.strategy == "full"):
             x = preprocess_images(images, self.image_size, self.preprocess, self.sam.pixel_mean, self.sam.pixel_std)
@@ -97,7 +97,7 @@ class PolypSAM(nn.Module):
         valid = ~boxes.isnan().any(-1)
         image_idx = valid.nonzero(as_tuple=True)[0]
         out = embeddings.new_full((batch, 1, *hw), EMPTY_LOGIT, dtype=torch.float32)
-        if image_idx.numel() == 0:  # constant output; a leaf needing grad keeps a training step of box-less images valid
+        if image_idx.numel() == 0:  # constant; a leaf needing grad keeps a step on box-less images valid
             return out.requires_grad_(torch.is_grad_enabled())
         scaled = scale_boxes(boxes[valid], hw, self.image_size, self.preprocess)
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.strategy == "full"):
@@ -137,7 +137,7 @@ def create_polyp_sam(size: str, strategy: str = "decoder", checkpoint: str | Pat
                      weights_dir: str | Path | None = None, box_jitter: float = 0.0, per_component: bool = False,
                      max_boxes: int = 8, cache_embeddings: bool = True, cache_dir: str | None = None,
                      fast_attention: bool = True) -> PolypSAM:
-    """Polyp-SAM of a SAM size: `checkpoint` file, else the official weights (cached download), else scratch if allowed."""
+    """Polyp-SAM of a SAM size: `checkpoint` file, else official weights (cached download), else scratch if allowed."""
     prompts = PromptOptions(box_jitter, per_component, max_boxes, cache_embeddings, cache_dir)
     path = None
     if checkpoint is not None or not allow_scratch:

@@ -47,7 +47,7 @@ def scale_boxes(boxes: torch.Tensor, hw: tuple[int, int], image_size: int, mode:
 
 
 def postprocess_logits(low_res: torch.Tensor, hw: tuple[int, int], image_size: int, mode: str) -> torch.Tensor:
-    """Decoder logits [B,1,s,s] -> [B,1,H,W] at the image resolution (Sam.postprocess_masks: upsample, crop pad, resize)."""
+    """Decoder logits [B,1,s,s] -> [B,1,H,W] at image resolution (Sam.postprocess_masks: upsample, crop, resize)."""
     h, w = input_size(hw, image_size, mode)
     x = F.interpolate(low_res, (image_size, image_size), mode="bilinear", align_corners=False)
     return F.interpolate(x[..., :h, :w], hw, mode="bilinear", align_corners=False)

@@ -1,4 +1,4 @@
-"""Box prompts from masks (Polyp-SAM §2.3: tight box of all foreground), with MedSAM-style jitter and per-component boxes."""
+"""Box prompts from masks (Polyp-SAM §2.3: tight box of all foreground), MedSAM-style jitter, per-component boxes."""
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""Polyp-SAM training (paper §2.4, Table 1): the engine's trainer with box prompts and, for `decoder`, cached embeddings."""
+"""Polyp-SAM training (paper §2.4, Table 1): the engine's trainer with box prompts, cached embeddings for `decoder`."""
 from __future__ import annotations
 
 import torch
