@@ -26,7 +26,7 @@ def encoder_fingerprint(model: PolypSAM) -> str:
 
 
 class EmbeddingCache:
-    """Embeddings keyed by (dataset, image id, size, encoder fingerprint); in memory, plus `.pt` files in `cache_dir`."""
+    """Embeddings keyed by (dataset, image id, size, encoder fingerprint); memory, plus `.pt` files in `cache_dir`."""
 
     def __init__(self, model: PolypSAM, cache_dir: str | Path | None = None) -> None:
         if model.strategy != "decoder":
