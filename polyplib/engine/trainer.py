@@ -29,6 +29,7 @@ from polyplib.errors import ConfigError
 
 FORMAT = "polyplib-train-v1"
 # options that may differ between a run and its resumption
+SYNC_EVERY = 10  # optimiser steps between host syncs (progress bar, finite-loss check)
 RESUMABLE_CHANGES = {"epochs", "out_dir", "progress", "workers", "device", "val_every", "save_every_steps"}
 
 
@@ -236,7 +237,7 @@ class _Run:
         self.scheduler = build_scheduler(self.optimizer, config)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=use_scaler)
         self.epoch, self.batches_done, self.global_step = 0, 0, 0
-        self.loss_sum, self.loss_count = 0.0, 0
+        self.loss_sum, self.loss_count = self._zero_loss(), 0
         self.best: dict[str, Any] = {"metric": None, "epoch": None}
         self.history: list[dict] = []
         if resume and (self.out / "last.pt").is_file():
@@ -259,7 +260,7 @@ class _Run:
             "format": FORMAT, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler else None, "scaler": self.scaler.state_dict(),
             "rng": all_gather_objects(rng_state(), self.info), "epoch": self.epoch, "batches_done": self.batches_done,
-            "global_step": self.global_step, "loss_sum": self.loss_sum, "loss_count": self.loss_count,
+            "global_step": self.global_step, "loss_sum": float(self.loss_sum), "loss_count": self.loss_count,
             "best": dict(self.best), "config": self.config.to_dict(), "world_size": self.info.world_size,
             "split": {"train": [p.id for p in self.train_ds.pairs], "val": [p.id for p in self.val_ds.pairs]},
         }
@@ -286,12 +287,21 @@ class _Run:
         self.scaler.load_state_dict(state["scaler"])
         set_rng_state(state["rng"][self.info.rank])
         self.epoch, self.batches_done, self.global_step = state["epoch"], state["batches_done"], state["global_step"]
-        self.loss_sum, self.loss_count, self.best = state["loss_sum"], state["loss_count"], dict(state["best"])
+        self.loss_sum = self._zero_loss() + state["loss_sum"]
+        self.loss_count, self.best = state["loss_count"], dict(state["best"])
         log = self.out / "log.jsonl"
         rows = [json.loads(line) for line in log.read_text().splitlines() if line] if log.is_file() else []
         self.history = [row for row in rows if row["epoch"] < self.epoch]
         if self.info.is_main:
             log.write_text("".join(json.dumps(row) + "\n" for row in self.history))
+
+    def _zero_loss(self) -> torch.Tensor:
+        return torch.zeros((), dtype=torch.float64, device=self.device)
+
+    def _check_loss(self) -> None:
+        if not torch.isfinite(self.loss_sum):
+            raise FloatingPointError(f"training loss became {float(self.loss_sum)} in epoch {self.epoch + 1} (by step "
+                                     f"{self.global_step}); lower lr or use precision=fp32")
 
     # -- loop ----------------------------------------------------------------------------------------------------
     def _optimizer_step(self) -> None:
@@ -329,24 +339,24 @@ class _Run:
             with sync:
                 with _autocast(self.device, self.amp_dtype):
                     loss = self.loss_fn(forward(self.net, batch), batch["mask"])
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"training loss is {float(loss)} at epoch {epoch + 1}, step {self.global_step}; "
-                                             "lower lr or use precision=fp32")
                 self.scaler.scale(loss / cfg.grad_accum).backward()
             self.batches_done += 1
-            self.loss_sum += float(loss.detach()) * batch["image"].shape[0]
+            self.loss_sum += loss.detach().double() * batch["image"].shape[0]  # on the device: no sync per step
             self.loss_count += batch["image"].shape[0]
             images += batch["image"].shape[0] * self.info.world_size
             if last_micro:
                 self._optimizer_step()
                 bar.update(1)
-                bar.set_postfix(loss=f"{self.loss_sum / self.loss_count:.4f}",
-                                img_s=f"{images / (time.perf_counter() - start):.1f}")
+                if self.global_step % SYNC_EVERY == 0:
+                    self._check_loss()
+                    bar.set_postfix(loss=f"{float(self.loss_sum) / self.loss_count:.4f}",
+                                    img_s=f"{images / (time.perf_counter() - start):.1f}")
                 if cfg.save_every_steps and self.global_step % cfg.save_every_steps == 0 and self.batches_done < len(batches):
                     self.save_last()
         bar.close()
+        self._check_loss()
         elapsed = time.perf_counter() - start
-        totals = all_reduce_sum(torch.tensor([self.loss_sum, self.loss_count], dtype=torch.float64), self.info)
+        totals = all_reduce_sum(torch.tensor([float(self.loss_sum), self.loss_count], dtype=torch.float64), self.info)
         return {"train_loss": float(totals[0] / totals[1]), "images_per_s": images / max(elapsed, 1e-9),
                 "train_time_s": elapsed}
 
@@ -384,7 +394,7 @@ class _Run:
                 self.scheduler.step()
             row.update(peak_mem_mb=peak_memory_mb(self.device), time=time.time())
             self.history.append(row)
-            self.epoch, self.batches_done, self.loss_sum, self.loss_count = self.epoch + 1, 0, 0.0, 0
+            self.epoch, self.batches_done, self.loss_sum, self.loss_count = self.epoch + 1, 0, self._zero_loss(), 0
             if self.info.is_main:
                 with open(self.out / "log.jsonl", "a") as log:
                     log.write(json.dumps(row) + "\n")
