@@ -53,6 +53,8 @@ class BookProfile:
     baselines: tuple[str, ...]
     baseline_options: dict[str, dict[str, Any]]
     sam_model: str
+    sam_options: dict[str, Any]  # smoke: random-initialised tiny SAM (no weights can be downloaded)
+    sam_test_protocol: str  # split protocol of the Polyp-SAM test sets (smoke: gmsrf test split; full: PraNet lists)
     n_examples: int
     data_root: str | None = None
 
@@ -61,17 +63,17 @@ PROFILES: dict[str, BookProfile] = {
     "smoke": BookProfile(
         name="smoke", device="cpu", source="synthpolyp-A", sources=("synthpolyp-A",),
         test_sets=("synthpolyp-A", "synthpolyp-B"), sam_train="synthpolyp-A", synth_n=40, image_size=64,
-        sam_image_size=64, epochs=2, max_steps=1, seeds=(0, 1), gmsrf_preset="gmsrf-paper",
+        sam_image_size=64, epochs=2, max_steps=1, seeds=(0,), gmsrf_preset="gmsrf-paper",
         gmsrf_options={"variant": "paper", "backbone": "resnet18"},
         baselines=("unet-original",), baseline_options={"unet-original": {"base_channels": 4, "depth": 2}},
-        sam_model="polyp-sam-tiny", n_examples=4,
+        sam_model="polyp-sam-tiny", sam_options={"allow_scratch": True}, sam_test_protocol="gmsrf", n_examples=4,
     ),
     "full": BookProfile(
         name="full", device="cuda", source="kvasir-seg", sources=("kvasir-seg", "cvc-clinicdb"),
         test_sets=("kvasir-seg", "cvc-clinicdb", "cvc-colondb", "etis", "cvc-300"), sam_train="pranet-train",
         synth_n=200, image_size=256, sam_image_size=1024, epochs=None, max_steps=None, seeds=(0, 1, 2),
         gmsrf_preset="gmsrf-paper", gmsrf_options={"variant": "paper"}, baselines=("unet", "unetplusplus", "deeplabv3plus"),
-        baseline_options={}, sam_model="polyp-sam-b", n_examples=8,
+        baseline_options={}, sam_model="polyp-sam-b", sam_options={}, sam_test_protocol="pranet", n_examples=8,
     ),
 }
 
@@ -231,8 +233,9 @@ def train_config(settings: BookProfile, model: str = "gmsrf", source: str | None
 
 
 def evaluate_run(settings: BookProfile, trained: Any, tests: tuple[str, ...] | None = None, *, split: str = "test",
+                 predict_fn: Any = None, image_size: int | None = None, protocol: str = "gmsrf",
                  **labels: Any) -> pd.DataFrame:
-    """Both metric protocols of a model (or checkpoint) on each test set's `split`: one row per test set."""
+    """Both metric protocols of a model, checkpoint or `predict_fn` on each test set's `split`: one row per test set."""
     import tempfile
 
     from polyplib.engine.evaluate import evaluate
@@ -242,9 +245,9 @@ def evaluate_run(settings: BookProfile, trained: Any, tests: tuple[str, ...] | N
     for key in tests or settings.test_sets:
         name, options = dataset_key(key, settings)
         with tempfile.TemporaryDirectory(prefix="polyp-book-eval-") as out:
-            result = evaluate(trained, name, out_dir=out, root=settings.data_root, split=split, protocol="gmsrf",
-                              image_size=settings.image_size, dataset_options=options, overlays=False,
-                              progress=False, device=settings.device)
+            result = evaluate(trained, name, out_dir=out, root=settings.data_root, split=split, protocol=protocol,
+                              image_size=image_size or settings.image_size, dataset_options=options, overlays=False,
+                              progress=False, device=settings.device, predict_fn=predict_fn)
         rows.append({**labels, "test": key, "n": result.summary["n"], **result.summary["means"]})
     return pd.DataFrame(rows)
 
@@ -308,8 +311,11 @@ def ablation_models(settings: BookProfile) -> dict[str, dict[str, Any]]:
 
 
 def run_grid(settings: BookProfile, specs: dict[str, dict[str, Any]], sources: tuple[str, ...] | None = None,
-             seeds: tuple[int, ...] | None = None, tests: tuple[str, ...] | None = None) -> pd.DataFrame:
-    """Train every spec on every source with every seed, test on every test set: one row per (model, source, seed, test)."""
+             seeds: tuple[int, ...] | None = None, tests: tuple[str, ...] | None = None, **overrides: Any) -> pd.DataFrame:
+    """Train every spec on every source with every seed, test on every test set: one row per (model, source, seed, test).
+
+    `overrides` change the training recipe of every run (`None` values are ignored)."""
+    overrides = {k: v for k, v in overrides.items() if v is not None}
     from polyplib.engine import train
 
     frames = []
@@ -319,7 +325,7 @@ def run_grid(settings: BookProfile, specs: dict[str, dict[str, Any]], sources: t
             model, options = spec.pop("model"), spec.pop("options", {})
             for seed in seeds or settings.seeds:
                 config = train_config(settings, model, source, seed, name=f"{viz.slug(label)}-{source}-seed{seed}",
-                                      options=options, **spec)
+                                      options=options, **{**spec, **overrides})
                 result = train(config)
                 frames.append(evaluate_run(settings, checkpoint_of(result), tests, model=label, train=source, seed=seed))
                 if settings.name == "smoke":
@@ -342,6 +348,8 @@ def paper_comparison(results: str, table: str, on: tuple[str, ...] = ("method", 
     paper = paper_table(table)
     on = tuple(c for c in on if c in paper.columns)
     ours = load_results(results, results_dir)
+    if ours is not None and not set(on) <= set(ours.rename(columns={"model": "method"}).columns):
+        raise DataError(f"results/{results}.json lacks the columns {sorted(on)} needed to join {table}; re-run its chapter")
     if ours is None:
         ours = pd.DataFrame(columns=[*on, *metrics], dtype=float)
     else:
@@ -350,6 +358,81 @@ def paper_comparison(results: str, table: str, on: tuple[str, ...] = ("method", 
             ours = ours.replace({"Kvasir-SEG": "Kvasir"})
         ours = ours.groupby(list(on), as_index=False)[list(metrics)].mean()
     return viz.paper_vs_ours(paper, ours, on, metrics)
+
+
+def sam_config(settings: BookProfile, strategy: str = "decoder", seed: int | None = None, **overrides: Any):
+    """The Polyp-SAM recipe (Sec. 2.4: AdamW 4e-6, warm-up + cosine, Dice loss) for one strategy, at the profile's sizes."""
+    from polyplib.engine import get_preset
+
+    seed = settings.seeds[0] if seed is None else seed
+    dataset, dataset_options = dataset_key(settings.sam_train, settings)
+    out = run_dir(settings, f"polyp-sam-{strategy}-seed{seed}")
+    options = {**settings.sam_options, "strategy": strategy, "cache_dir": str(out / "embeddings")}
+    shrink = {} if settings.name == "full" else {
+        "epochs": settings.epochs, "max_steps_per_epoch": settings.max_steps, "batch_size": 2, "grad_accum": 1,
+        "precision": "fp32", "workers": 0, "warmup_epochs": 1}
+    return get_preset("polyp-sam-paper").replace(
+        model=settings.sam_model, model_options=options, dataset=dataset, dataset_options=dataset_options,
+        root=settings.data_root, image_size=settings.sam_image_size, seed=seed, device=settings.device,
+        progress=False, out_dir=str(out), **{**shrink, **overrides})
+
+
+def sam_label(settings: BookProfile) -> str:
+    """The paper's name of the profile's Polyp-SAM (`Polyp-SAM-B` for `polyp-sam-b`)."""
+    head, _, size = settings.sam_model.rpartition("-")
+    return f"Polyp-SAM-{size.upper()}" if head == "polyp-sam" and len(size) == 1 else settings.sam_model
+
+
+def evaluate_sam_run(settings: BookProfile, sam: Any, tests: tuple[str, ...] | None = None, *, jitter: float = 0.0,
+                     detector: Any = None, **labels: Any) -> pd.DataFrame:
+    """Polyp-SAM on each test set with GT boxes (optionally jittered) or a detector's boxes: one row per test set."""
+    import tempfile
+
+    from polyplib.sam.cascade import evaluate_sam
+
+    sam = load_model(sam, settings.device) if isinstance(sam, (str, Path)) else sam
+    rows = []
+    for key in tests or settings.test_sets:
+        name, options = dataset_key(key, settings)
+        with tempfile.TemporaryDirectory(prefix="polyp-book-sam-") as out:
+            result = evaluate_sam(sam, name, out, detector=detector, detector_size=settings.image_size, jitter=jitter,
+                                  device=settings.device, root=settings.data_root, split="test",
+                                  protocol=settings.sam_test_protocol, image_size=settings.sam_image_size,
+                                  dataset_options=options, overlays=False, progress=False)
+        rows.append({**labels, "test": key, "n": result.summary["n"], **result.summary["means"]})
+    return pd.DataFrame(rows)
+
+
+def describe_sam(settings: BookProfile, strategy: str) -> dict[str, Any]:
+    """Parameters and trainable parameters of the profile's Polyp-SAM under a strategy."""
+    import polyplib.sam  # noqa: F401  (registers the polyp-sam models)
+    from polyplib.models import create_model
+
+    model = create_model(settings.sam_model, strategy=strategy, **settings.sam_options)
+    return {"params": sum(p.numel() for p in model.parameters()),
+            "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad)}
+
+
+def evaluate_box_fill(settings: BookProfile, tests: tuple[str, ...] | None = None, **labels: Any) -> pd.DataFrame:
+    """The reference line without SAM: the filled ground-truth box as the prediction, on each test set."""
+    import torch
+
+    from polyplib.sam.cascade import box_fill_predict_fn
+
+    fn = box_fill_predict_fn(torch.device(settings.device))
+    return evaluate_run(settings, None, tests, predict_fn=fn, image_size=settings.sam_image_size,
+                        protocol=settings.sam_test_protocol, **labels)
+
+
+def results_index(results_dir: Path | None = None) -> pd.DataFrame:
+    """Every committed `full` result: name, rows and provenance (empty table when there are none)."""
+    rows = []
+    for path in sorted(Path(results_dir or RESULTS_DIR).glob("*.json")):
+        frame = load_results(path.stem, results_dir)
+        p = frame.attrs["provenance"]
+        rows.append({"result": path.stem, "rows": len(frame), "commit": p["commit"][:12], "machine": p["machine"],
+                     "date": p["date"], "seeds": str(p["seeds"])})
+    return pd.DataFrame(rows, columns=["result", "rows", "commit", "machine", "date", "seeds"])
 
 
 @dataclasses.dataclass

@@ -112,3 +112,119 @@ def test_cli_parses_book_options():
     assert args.func is book._cli_book
     with pytest.raises(SystemExit):
         parser.parse_args(["book", "--profile", "gpu"])
+
+
+def test_dataset_keys_and_split_sizes_of_synthetic_centres():
+    smoke = book.profile_settings("smoke")
+    assert book.dataset_key("synthpolyp-B", smoke) == ("synthpolyp", {"centre": "B", "n": smoke.synth_n})
+    assert book.dataset_key("kvasir-seg", smoke) == ("kvasir-seg", {})
+    sizes = book.split_sizes(smoke, keys=("synthpolyp-A",), protocols=("gmsrf", "polyp-sam")).set_index("protocol")
+    n = smoke.synth_n
+    assert sizes.loc["gmsrf", ["train", "val", "test"]].sum() == n and sizes.loc["gmsrf", "train"] == round(0.8 * n)
+    assert sizes.loc["polyp-sam", "val"] == round(0.2 * n) and pd.isna(sizes.loc["polyp-sam", "test"])
+    shipped = book.split_sizes(smoke, keys=("kvasir-seg", "etis"), protocols=("pranet", "kvasir-official"))
+    assert shipped.iloc[0][["dataset", "protocol", "train", "test"]].tolist() == ["kvasir-seg", "pranet", 900, 100]
+    assert shipped.set_index(["dataset", "protocol"]).loc[("etis", "pranet"), "test"] == 196
+    assert len(shipped) == 3  # kvasir-official does not apply to ETIS
+
+
+def test_dataset_statistics_measures_area_count_box_and_contrast():
+    import torch
+
+    image = torch.full((3, 10, 20), 0.25)
+    mask = torch.zeros(1, 10, 20)
+    mask[0, 1:3, 1:3] = 1  # 4 px
+    mask[0, 5:9, 10:14] = 1  # 16 px, a second polyp
+    image[:, mask[0] > 0] = 0.75
+    stats = book.dataset_statistics([{"image": image, "mask": mask, "id": "x", "dataset": "toy"}])
+    row = stats.iloc[0]
+    assert (row.height, row.width, row.polyps) == (10, 20, 2)
+    assert row.area_fraction == pytest.approx(20 / 200)
+    assert row.box_fraction == pytest.approx((14 - 1) * (9 - 1) / 200)  # tight box over both polyps
+    assert row.contrast == pytest.approx(0.5) and row.brightness == pytest.approx(0.25 + 0.5 * 0.1)
+
+
+def test_trace_gmsrf_hooks_every_stage_and_gate():
+    import torch
+
+    from polyplib.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("gmsrf", variant="paper", backbone="resnet18")
+    trace = book.trace_gmsrf(model, torch.rand(3, 64, 64))
+    rfb = trace.shapes[trace.shapes.stage == "rfb"]
+    assert rfb.channels.tolist() == [32, 64, 128, 256] and rfb.height.tolist() == [16, 8, 4, 2]
+    assert trace.shapes.iloc[-1][["channels", "height", "width"]].tolist() == [1, 64, 64]
+    # 2 modules x 3 fusion layers (l = 2..4) x 4 scales, each with a CMSA map and an MSFS gate
+    assert len(trace.cmsa) == len(trace.msfs) == 24
+    gate = trace.cmsa[(2, 4, 1)]
+    assert gate.shape == (16, 16) and 1.0 <= gate.min() and gate.max() <= 2.0
+    assert trace.msfs[(1, 2, 3)].shape == (128,)
+    with pytest.raises(ConfigError, match="needs a GMSRF-Net"):
+        book.trace_gmsrf(torch.nn.Linear(2, 2), torch.rand(3, 8, 8))
+
+
+def test_block_costs_add_up_to_the_total():
+    import torch
+
+    from polyplib.models import create_model
+
+    with torch.device("meta"):
+        model = create_model("gmsrf", variant="paper", backbone="resnet18", num_modules=1)
+    costs = book.block_costs(model, 64).set_index("block")
+    total = costs.loc["total"]
+    assert costs.drop("total")["params (M)"].sum() == pytest.approx(total["params (M)"])
+    assert costs.drop("total")["GFLOPs"].sum() == pytest.approx(total["GFLOPs"], rel=1e-6)
+    assert list(costs.index[:3]) == ["norm", "encoder", "reducers.0"] and "gmsrf.1" not in costs.index
+    # doubling the side about quadruples the module's FLOPs (convolutions; the MSFS linears stay fixed)
+    bigger = book.block_costs(model, 128).set_index("block").loc["gmsrf.0", "GFLOPs"]
+    assert bigger == pytest.approx(4 * costs.loc["gmsrf.0", "GFLOPs"], rel=0.01)
+    assert bigger != pytest.approx(4 * costs.loc["gmsrf.0", "GFLOPs"], rel=1e-6)
+
+
+def test_train_config_shrinks_the_paper_recipe_for_smoke():
+    smoke = book.profile_settings("smoke")
+    config = book.train_config(smoke, "gmsrf", source="synthpolyp-B", seed=7, options={"cmsa": False})
+    assert (config.dataset, config.dataset_options) == ("synthpolyp", {"centre": "B", "n": smoke.synth_n})
+    assert config.model_options == {**smoke.gmsrf_options, "cmsa": False}
+    assert (config.epochs, config.max_steps_per_epoch, config.seed, config.device) == (smoke.epochs, smoke.max_steps, 7, "cpu")
+    assert config.loss == "structure" and config.lr == 1e-4  # the paper's loss and learning rate are kept
+    assert book.model_options(smoke, "gmsrf", backbone=None) == {"variant": "paper"}
+    table = book.recipe_table(config)
+    assert "out_dir" not in set(table.option) and table.set_index("option").loc["seed", "value"] == "7"
+
+
+def test_paper_comparison_joins_committed_full_results(tmp_path):
+    full = book.profile_settings("full")
+    ours = pd.DataFrame({"model": ["GMSRF-Net", "GMSRF-Net"], "train": ["kvasir-seg"] * 2, "test": ["kvasir-seg"] * 2,
+                         "seed": [0, 1], "dice": [0.90, 0.92], "iou": [0.80, 0.84]})
+    book.record_results("cross", ours, full, results_dir=tmp_path)
+    table = book.paper_comparison("cross", "gmsrf-table-1", results_dir=tmp_path)
+    row = table[(table.method == "GMSRF-Net") & (table.test == "Kvasir-SEG")].iloc[0]
+    assert row["dsc ours"] == pytest.approx(0.91) and row["dsc Δ"] == pytest.approx(0.91 - 0.9263)
+    assert row["miou ours"] == pytest.approx(0.82)
+    assert table["dsc ours"].notna().sum() == 1  # nothing else was run
+    index = book.results_index(tmp_path)
+    assert index.result.tolist() == ["cross"] and index.rows.tolist() == [2]
+    assert book.results_index(tmp_path / "none").empty
+
+
+def test_run_book_without_execution_builds_every_chapter(tmp_path):
+    html = book.run_book(execute=False, out=tmp_path)
+    assert html == tmp_path / "_build" / "html"
+    for name in book.NOTEBOOKS:
+        page = (html / "notebooks" / f"{name}.html").read_text()
+        assert "<h1>" in page and 'data-mode' in page
+    refs = (html / "book" / "references.html").read_text()
+    assert "Srivastava" in refs and "Polyp-SAM" in refs
+    assert not (book.REPO_ROOT / "notebooks" / "_build").exists()
+
+
+def test_broken_reference_fails_the_build(tmp_path):
+    stage = book.stage_book(tmp_path / "src")
+    nb_path = stage / "notebooks" / "09_summary.ipynb"
+    nb = nbformat.read(nb_path, as_version=4)
+    nb.cells.append(nbformat.v4.new_markdown_cell("See {cite}`no-such-paper-2099`."))
+    nbformat.write(nb, nb_path)
+    with pytest.raises(ConfigError, match="jupyter-book build .* failed"):
+        book.build_html(stage, tmp_path)
