@@ -1,4 +1,4 @@
-"""`polyplib ...` / `python -m polyplib ...`: datasets, train, evaluate, predict, describe, prepare, bench (+ book, cascade)."""
+"""`polyplib ...` or `python -m polyplib ...`: datasets, train, evaluate, predict, describe, prepare, bench."""
 from __future__ import annotations
 
 import argparse
@@ -38,19 +38,22 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
     if args.action == "download":
         if not args.name:
-            raise ConfigError("`polyplib datasets download NAME`: name the dataset to download (see `polyplib datasets`)")
+            raise ConfigError("`polyplib datasets download NAME`: name the dataset to download "
+                              "(see `polyplib datasets`)")
         path = data.download(args.name, args.root)
         _print({"name": args.name, "path": str(path)}, args.json, f"{args.name} is at {path}")
         return 0
     rows = data.list_datasets(args.root)
     text = "\n".join(f"{r['name']:<24} {r['pairs']:>6}  {r.get('path') or ''}" for r in rows)
-    _print(rows, args.json, f"{'dataset':<24} {'pairs':>6}  path\n{text}" if rows else f"no datasets under {data.data_root(args.root)}")
+    empty = f"no datasets under {data.data_root(args.root)}"
+    _print(rows, args.json, f"{'dataset':<24} {'pairs':>6}  path\n{text}" if rows else empty)
     return 0
 
 
 # -- train ------------------------------------------------------------------------------------------------------
-TRAIN_FLAGS = {"model": str, "dataset": str, "root": str, "protocol": str, "epochs": int, "batch_size": int, "lr": float,
-               "image_size": int, "out_dir": str, "device": str, "seed": int, "workers": int, "precision": str}
+TRAIN_FLAGS = {"model": str, "dataset": str, "root": str, "protocol": str, "epochs": int, "batch_size": int,
+               "lr": float, "image_size": int, "out_dir": str, "device": str, "seed": int, "workers": int,
+               "precision": str}
 
 
 def build_config(args: argparse.Namespace):
@@ -78,7 +81,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         except ModuleNotFoundError as err:
             if err.name not in ("polyplib.sam", "polyplib.sam.training"):
                 raise
-            raise ConfigError(f"model {config.model!r}: Polyp-SAM training (polyplib.sam.training) is not available") from None
+            raise ConfigError(f"model {config.model!r}: Polyp-SAM training (polyplib.sam.training) "
+                              "is not available") from None
     else:
         from polyplib.engine import train
     result = train(config, resume=args.resume)

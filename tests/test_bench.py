@@ -19,7 +19,8 @@ def test_format_table_shows_ratios():
     line = {"variant": "official", "kind": "train", "batch": 8, "step_ms": 100.0, "peak_mem_mb": 1000.0, "mfu": 0.25}
     results = {"provenance": {"machine": "m", "torch": "t"}, "suites": {"gmsrf": {
         "image_size": 256, "peak_flops": 2e12, "peak_flops_dtype": "bf16",
-        "lines": [{**line, "recipe": "ours", "images_per_s": 80.0}, {**line, "recipe": "authors", "images_per_s": 20.0}],
+        "lines": [{**line, "recipe": "ours", "images_per_s": 80.0},
+                  {**line, "recipe": "authors", "images_per_s": 20.0}],
         "comparisons": [{"variant": "official", "speedup": 4.0, "memory_ratio": 0.3}]}}}
     text = format_table(results)
     assert "speed-up x4.00, memory ratio 0.30" in text and "25.0%" in text and "2.00 TFLOP/s" in text

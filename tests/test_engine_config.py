@@ -22,7 +22,8 @@ def test_presets_reproduce_each_recipe():
 
 @pytest.mark.parametrize("overrides, match", [
     ({"optimizer": "sgd"}, "optimizer"), ({"val_split": "test"}, "never a test split"), ({"lr": "fast"}, "lr"),
-    ({"batch_size": 0}, "batch_size"), ({"no_such": 1}, "unknown training option"), ({"model_options": {"x": object()}}, "model_options.x"),
+    ({"batch_size": 0}, "batch_size"), ({"no_such": 1}, "unknown training option"),
+    ({"model_options": {"x": object()}}, "model_options.x"),
 ])
 def test_invalid_options_are_config_errors(overrides, match):
     with pytest.raises(ConfigError, match=match):

@@ -63,7 +63,8 @@ def _autocast(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
 
 
-def _synthetic_batch(batch: int, size: int, device: torch.device, channels_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def _synthetic_batch(batch: int, size: int, device: torch.device,
+                     channels_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
     gen = torch.Generator().manual_seed(0)
     images = torch.rand(batch, 3, size, size, generator=gen)
     yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
@@ -204,7 +205,7 @@ def bench_gmsrf(device: str = "auto", quick: bool = False, variants: tuple[str, 
 def run_bench(suite: str = "gmsrf", quick: bool = False, device: str = "auto", out: str | Path | None = None,
               variants: tuple[str, ...] = VARIANTS, image_size: int | None = None,
               model_options: dict | None = None, steps: int | None = None) -> dict:
-    """Run the GMSRF suite and/or Polyp-SAM's (`polyplib.sam.bench.run_sam_bench`, when installed); save JSON with provenance."""
+    """GMSRF suite and/or Polyp-SAM's (`polyplib.sam.bench.run_sam_bench`, when installed); JSON with provenance."""
     results: dict[str, Any] = {"provenance": provenance(), "suites": {}}
     if suite in ("gmsrf", "all"):
         results["suites"]["gmsrf"] = bench_gmsrf(device, quick, variants, image_size, steps=steps,
@@ -231,7 +232,8 @@ def format_table(results: dict) -> str:
     if gm:
         text.append(f"GMSRF-Net at {gm['image_size']}x{gm['image_size']}, peak {gm['peak_flops'] / 1e12:.2f} "
                     f"TFLOP/s ({gm['peak_flops_dtype']} matmul)")
-        text.append(f"{'variant':<9} {'recipe':<8} {'kind':<17} {'batch':>5} {'img/s':>9} {'ms':>9} {'mem MB':>8} {'MFU':>6}")
+        text.append(f"{'variant':<9} {'recipe':<8} {'kind':<17} {'batch':>5} {'img/s':>9} {'ms':>9} "
+                    f"{'mem MB':>8} {'MFU':>6}")
         for ln in gm["lines"]:
             ms = ln.get("step_ms", ln.get("latency_ms"))
             mem = f"{ln['peak_mem_mb']:.0f}" if ln.get("peak_mem_mb") is not None else "-"

@@ -40,7 +40,7 @@ def set_rng_state(state: dict) -> None:
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
-    """Write `state` atomically: temp file in the same folder, fsync, then `os.replace` (a crash never leaves a partial file)."""
+    """Write `state` atomically: temp file in the same folder, fsync, `os.replace` (never a partial file)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -71,7 +71,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     except pickle.UnpicklingError as err:
         first = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
         raise WeightsError(
-            f"checkpoint {path} holds pickled Python objects, refused for safety (weights_only loading): {first[:200]}; "
+            f"checkpoint {path} holds pickled Python objects, refused for safety (weights_only loading): "
+            f"{first[:200]}; "
             "re-save it with tensors and plain containers only") from None
     except (RuntimeError, EOFError, OSError) as err:
-        raise WeightsError(f"checkpoint {path} is unreadable or truncated ({str(err)[:200]}); use another checkpoint") from None
+        raise WeightsError(f"checkpoint {path} is unreadable or truncated ({str(err)[:200]}); "
+                           "use another checkpoint") from None

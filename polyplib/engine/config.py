@@ -66,7 +66,8 @@ class TrainConfig:
             _check_type(f.name, f.type, getattr(self, f.name))
         for name, allowed in CHOICES.items():
             if getattr(self, name) not in allowed:
-                raise ConfigError(f"option {name}={getattr(self, name)!r} is invalid; choose one of {', '.join(allowed)}")
+                raise ConfigError(f"option {name}={getattr(self, name)!r} is invalid; "
+                                  f"choose one of {', '.join(allowed)}")
         for name in ("image_size", "batch_size", "epochs", "grad_accum", "val_every"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"option {name}={getattr(self, name)!r} must be a positive integer")
@@ -83,7 +84,8 @@ class TrainConfig:
         """A copy with `overrides` applied (unknown keys are a ConfigError)."""
         unknown = sorted(set(overrides) - {f.name for f in fields(self)})
         if unknown:
-            raise ConfigError(f"unknown training option(s) {', '.join(unknown)}; known: {', '.join(f.name for f in fields(self))}")
+            known = ", ".join(f.name for f in fields(self))
+            raise ConfigError(f"unknown training option(s) {', '.join(unknown)}; known: {known}")
         return dataclasses.replace(self, **overrides)
 
     def to_dict(self) -> dict:

@@ -1,4 +1,4 @@
-"""Evaluation under both protocols: GMSRF (threshold 0.5 at 256×256) and PraNet (original resolution, 256 thresholds)."""
+"""Evaluation under both protocols: GMSRF (threshold 0.5 at 256×256), PraNet (original size, 256 thresholds)."""
 from __future__ import annotations
 
 import json
@@ -41,13 +41,15 @@ def load_trained_model(path: str | Path, device: str | torch.device = "cpu") -> 
 
     state = load_checkpoint(path)
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
-        raise WeightsError(f"checkpoint {path} has no model weights and config; pass best.pt/last.pt of `polyplib train`")
+        raise WeightsError(f"checkpoint {path} has no model weights and config; "
+                           "pass best.pt/last.pt of `polyplib train`")
     config = TrainConfig.from_dict(state["config"])
     model = create_model(config.model, **config.model_options)
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as err:
-        raise WeightsError(f"checkpoint {path} does not fit model {config.model!r}: {str(err).splitlines()[0]}") from None
+        raise WeightsError(f"checkpoint {path} does not fit model {config.model!r}: "
+                           f"{str(err).splitlines()[0]}") from None
     return model.to(device).eval(), config
 
 

@@ -39,7 +39,7 @@ def gmsrf_paper() -> TrainConfig:
 
 @register_preset("gmsrf-official")
 def gmsrf_official() -> TrainConfig:
-    """Authors' gmsrf_train.py: batch 6, 130 epochs, ReduceLROnPlateau(5) on val loss, grad clamp ±0.5, no augmentation."""
+    """Authors' gmsrf_train.py: batch 6, 130 epochs, ReduceLROnPlateau(5) on val loss, clamp ±0.5, no augmentation."""
     return gmsrf_paper().replace(model_options={"variant": "official"}, augment=False, batch_size=6, epochs=130,
                                  schedule="plateau", plateau_patience=5, plateau_factor=0.1, clip_value=0.5,
                                  select="loss", out_dir="runs/gmsrf-official")
@@ -55,7 +55,7 @@ def cpu_tiny() -> TrainConfig:
 
 @register_preset("polyp-sam-paper")
 def polyp_sam_paper() -> TrainConfig:
-    """Polyp-SAM §3: Dice loss, AdamW 4e-6 (wd 1e-4), 30 warm-up epochs then cosine to 1e-6 over 200, effective batch 48."""
+    """Polyp-SAM §3: Dice loss, AdamW 4e-6 (wd 1e-4), 30 warm-up epochs, cosine to 1e-6 at 200, effective batch 48."""
     return TrainConfig(model="polyp-sam-b", model_options={"strategy": "full"}, dataset="pranet-train",
                        protocol="polyp-sam", image_size=1024, augment=False, batch_size=4, grad_accum=12, epochs=200,
                        lr=4e-6, optimizer="adamw", weight_decay=1e-4, schedule="warmup-cosine", warmup_epochs=30,

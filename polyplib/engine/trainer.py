@@ -60,7 +60,7 @@ def resolve_device(name: str) -> torch.device:
 
 
 def resolve_precision(precision: str, device: torch.device) -> tuple[torch.dtype | None, bool]:
-    """Autocast dtype and whether a GradScaler is needed: auto = bf16 on GPUs that have it, fp16+scaler otherwise, fp32 on CPU."""
+    """Autocast dtype and GradScaler need: auto = bf16 on GPUs that have it, fp16 + scaler otherwise, fp32 on CPU."""
     if precision == "auto":
         if device.type != "cuda":
             return None, False
@@ -79,7 +79,7 @@ def build_optimizer(params: Iterable[nn.Parameter], config: TrainConfig) -> torc
 
 
 def warmup_cosine_factor(epoch: int, config: TrainConfig) -> float:
-    """Polyp-SAM schedule: linear warm-up from warmup_start_lr to lr, then cosine to min_lr at the last epoch (LR multiplier)."""
+    """Polyp-SAM schedule (LR multiplier): linear warm-up from warmup_start_lr to lr, cosine to min_lr at the end."""
     if epoch < config.warmup_epochs:
         lr = config.warmup_start_lr + (config.lr - config.warmup_start_lr) * epoch / config.warmup_epochs
     else:
@@ -90,7 +90,7 @@ def warmup_cosine_factor(epoch: int, config: TrainConfig) -> float:
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig):
-    """None (constant), ReduceLROnPlateau on the validation loss (GMSRF code), or warm-up + cosine per epoch (Polyp-SAM)."""
+    """None (constant), ReduceLROnPlateau on validation loss (GMSRF code), or warm-up + cosine per epoch (Polyp-SAM)."""
     if config.schedule == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, "min", factor=config.plateau_factor,
                                                           patience=config.plateau_patience)
@@ -351,7 +351,8 @@ class _Run:
                     self._check_loss()
                     bar.set_postfix(loss=f"{float(self.loss_sum) / self.loss_count:.4f}",
                                     img_s=f"{images / (time.perf_counter() - start):.1f}")
-                if cfg.save_every_steps and self.global_step % cfg.save_every_steps == 0 and self.batches_done < len(batches):
+                mid_epoch = self.batches_done < len(batches)
+                if cfg.save_every_steps and self.global_step % cfg.save_every_steps == 0 and mid_epoch:
                     self.save_last()
         bar.close()
         self._check_loss()
