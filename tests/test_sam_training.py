@@ -135,3 +135,13 @@ def test_quick_bench_reports_both_lines():
     assert kinds == {(s, r) for s in ("full", "decoder") for r in ("ours", "authors")}
     assert all(ln["images_per_s"] > 0 for ln in res["lines"]) and res["latency_ms"] > 0
     assert res["full_speedup"] > 0 and res["decoder_speedup"] > 0 and res["size"] == "tiny"
+
+
+def test_resume_of_a_cached_decoder_run_is_exact(decoder_run, tmp_path):
+    _, full = decoder_run
+    config = tiny_config(tmp_path, "decoder", seed=0)
+    train(config.replace(epochs=1))
+    resumed = train(config, resume=True)
+    assert [round(r["train_loss"], 6) for r in resumed.history] == [round(r["train_loss"], 6) for r in full.history]
+    ours, reference = load_checkpoint(resumed.last_checkpoint)["model"], load_checkpoint(full.last_checkpoint)["model"]
+    assert all(torch.equal(ours[k], reference[k]) for k in reference)
