@@ -5,13 +5,14 @@ import argparse
 import json
 from pathlib import Path
 
+from polyplib.errors import ConfigError
+from polyplib.models import create_model
+from polyplib.sam.model import PolypSAM
 
-def load_sam(spec: str, allow_scratch: bool = False, device: str = "cpu"):
+
+def load_sam(spec: str, allow_scratch: bool = False, device: str = "cpu") -> PolypSAM:
     """A trained Polyp-SAM checkpoint (best.pt/last.pt) or a model name (polyp-sam-b: SAM weights, not fine-tuned)."""
     from polyplib.engine.evaluate import load_trained_model
-    from polyplib.errors import ConfigError
-    from polyplib.models import create_model
-    from polyplib.sam.model import PolypSAM
 
     if Path(spec).is_file():
         model, _ = load_trained_model(spec, device)
@@ -24,11 +25,9 @@ def load_sam(spec: str, allow_scratch: bool = False, device: str = "cpu"):
 
 def cmd_cascade(args: argparse.Namespace) -> int:
     """Evaluate Polyp-SAM prompted by GT boxes, by a detector's boxes (--detector), and under box jitter (--jitter)."""
-    from polyplib.engine.evaluate import load_trained_model
-    from polyplib.errors import ConfigError
-    from polyplib.sam.cascade import box_robustness, evaluate_sam
-
     from polyplib.engine.config import parse_value
+    from polyplib.engine.evaluate import load_trained_model
+    from polyplib.sam.cascade import box_robustness, evaluate_sam
 
     sam = load_sam(args.sam, args.allow_scratch)
     dataset_options = {}
