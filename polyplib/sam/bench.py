@@ -141,6 +141,3 @@ def run_sam_bench(quick: bool = False, device: str = "auto", size: str | None = 
             "full_speedup": speed["full", "ours"] / speed["full", "authors"],
             "decoder_speedup": speed["decoder", "ours"] / speed["decoder", "authors"],
             "latency_ms": latency, "targets": TARGETS if size == "vit_b" and cuda else None}
-
-
-run = run_sam_bench  # the name polyplib.engine.bench calls
