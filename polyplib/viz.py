@@ -100,7 +100,7 @@ def prediction_rows(images: Sequence[Any], masks: Sequence[Any], probs: Mapping[
         overlay(images[r], masks[r], ax=axes[r, 0], title=(ids[r] if ids else "image + GT"))
         for c, name in enumerate(names, start=1):
             ax = axes[r, c]
-            ax.imshow(to_numpy_image(probs[name][r]), cmap="magma", vmin=0, vmax=1)
+            ax.imshow(to_numpy_image(probs[name][r]), cmap="gray", vmin=0, vmax=1)
             _outline(ax, masks[r], GT_COLOUR)
             _outline(ax, probs[name][r], PRED_COLOUR)
             ax.set_title(name, fontsize=9)
