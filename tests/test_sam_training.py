@@ -41,6 +41,8 @@ def decoder_run(tmp_path_factory):
 def test_decoder_training_with_cached_embeddings(decoder_run):
     initial, result = decoder_run
     assert len(result.history) == 2 and result.best_checkpoint is not None
+    label = json.loads((result.out_dir / "sam.json").read_text())
+    assert label == {"pretrained_source": "scratch", "strategy": "decoder", "preprocess": "sam", "encoder_size": 64}
     losses = [row["train_loss"] for row in result.history]
     assert all(0 < loss < 1 for loss in losses) and losses[1] < losses[0]
     enc, dec = split_state(result.last_checkpoint)

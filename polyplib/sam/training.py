@@ -1,6 +1,8 @@
 """Polyp-SAM training (paper §2.4, Table 1): the engine's trainer with box prompts, cached embeddings for `decoder`."""
 from __future__ import annotations
 
+import json
+
 import torch
 from torch import nn
 
@@ -35,6 +37,10 @@ class SamRun(_Run):
         super().__init__(config, resume)
         if not isinstance(self.model, PolypSAM):
             raise ConfigError(f"model {config.model!r} is not a Polyp-SAM model; use `polyplib train` for it")
+        if self.info.is_main:  # the label every result of this run carries: scratch or the SAM file it started from
+            (self.out / "sam.json").write_text(json.dumps(
+                {"pretrained_source": self.model.pretrained_source, "strategy": self.model.strategy,
+                 "preprocess": self.model.preprocess, "encoder_size": self.model.image_size}, indent=2) + "\n")
         opts = self.model.prompts
         boxes = dict(per_component=opts.per_component, max_boxes=opts.max_boxes, seed=config.seed)
         if self.model.strategy == "decoder" and opts.cache_embeddings:
