@@ -158,7 +158,7 @@ def to_numpy_array(value: Any) -> np.ndarray:
 
 
 def attention_maps(maps: Mapping[str, Any], image: Any = None, ncols: int = 4, vmin: float | None = None,
-                   vmax: float | None = None) -> Figure:
+                   vmax: float | None = None, title: str | None = None) -> Figure:
     """Spatial attention maps (e.g. CMSA, GMSRF Eq. 2-3), one panel each, upsampled over the image when given."""
     fig, axes = _grid(len(maps) + (image is not None), ncols, size=2.2)
     axes = list(axes)
@@ -174,6 +174,8 @@ def attention_maps(maps: Mapping[str, Any], image: Any = None, ncols: int = 4, v
         ax.set_title(f"{name} {array.shape[0]}x{array.shape[1]}", fontsize=8)
         ax.set_axis_off()
     fig.colorbar(shown, ax=list(axes), shrink=0.8)
+    if title:
+        fig.suptitle(title, fontsize=10)
     return fig
 
 

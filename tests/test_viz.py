@@ -84,7 +84,8 @@ def test_feature_and_attention_maps():
     fig = viz.feature_maps(torch.rand(1, 12, 8, 8), n=5)
     assert sum(ax.get_visible() for ax in fig.axes) == 5
     maps = {"scale 1": torch.rand(1, 1, 16, 16) + 1, "scale 2": torch.rand(8, 8) + 1}
-    fig = viz.attention_maps(maps, image=torch.rand(3, 16, 16))
+    fig = viz.attention_maps(maps, image=torch.rand(3, 16, 16), title="CMSA")
+    assert fig._suptitle.get_text() == "CMSA"
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
     assert titles == ["input", "scale 1 16x16", "scale 2 8x8"]
     lo, hi = fig.axes[1].images[0].get_clim()
