@@ -25,13 +25,13 @@ $(STAMP): pyproject.toml | $(if $(VIRTUAL_ENV),,$(VENV)/bin/python)
 install: $(STAMP)
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q tests notebooks --nbval --nbval-current-env --nbval-cell-timeout=900
 
 book: $(STAMP)
 	$(PY) -m polyplib book --profile smoke
 
 bench: $(STAMP)
-	$(PY) -m polyplib bench
+	$(PY) -m polyplib bench $(if $(QUICK),--quick,)
 
 clean:
 	rm -rf book/_build .pytest_cache
