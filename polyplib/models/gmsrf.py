@@ -27,12 +27,13 @@ class GMSRFNet(nn.Module):
     def __init__(self, encoder: nn.Module, reducers: nn.ModuleList, norm: InputNorm,
                  channels: tuple[int, ...] = (32, 64, 128, 256), growth: tuple[int, ...] = (32, 32, 64, 64),
                  num_modules: int = 2, cmsa: bool = True, msfs: bool = True, deep_supervision: bool = True,
-                 stride: int = 8, upsample: str = "nearest") -> None:
+                 stride: int = 8, upsample: str = "nearest", resampled_ch: int = 32) -> None:
         super().__init__()
         self.norm = norm
         self.encoder = encoder
         self.reducers = reducers
-        self.gmsrf = nn.ModuleList([GMSRFModule(channels, growth, cmsa=cmsa, msfs=msfs) for _ in range(num_modules)])
+        self.gmsrf = nn.ModuleList([GMSRFModule(channels, growth, resampled_ch=resampled_ch, cmsa=cmsa,
+                                                 msfs=msfs) for _ in range(num_modules)])
         self.decoder = GMSRFDecoder(channels, deep_supervision=deep_supervision)
         self.deep_supervision = deep_supervision
         self.stride = stride
@@ -55,19 +56,24 @@ class GMSRFNet(nn.Module):
 @register_model("gmsrf")
 def gmsrf(variant: str = "official", pretrained: bool = False, pretrained_file: str | Path | None = None,
           backbone: str | None = None, cmsa: bool = True, msfs: bool = True, num_modules: int = 2,
-          deep_supervision: bool = True) -> GMSRFNet:
+          deep_supervision: bool = True, width: float = 1.0) -> GMSRFNet:
     """GMSRF-Net. `official`: Res2Net-50 26w4s, stem bypassed (scales H..H/8), layer1 reduced by a 1x1 conv, no
     input normalisation, nearest side-output upsampling, as NoviceMAn-prog/GMSRFNet. `paper`: timm ResNet-50 with its
     stem (scales H/4..H/32), RFB on all four scales (Sec. II-B.1), ImageNet normalisation, bilinear upsampling.
-    Both use widths 32/64/128/256 and growth 32/32/64/64. `backbone='res2net50d'` gives the avg-pool shortcuts of the
+    Both use widths 32/64/128/256 and growth 32/32/64/64; `width` scales those (not in the paper: a smoke-profile
+    knob; 1.0 is the paper's network). `backbone='res2net50d'` gives the avg-pool shortcuts of the
     authors' res2net50_v1b_26w_4s (same parameter count; timm's res2net50_26w_4s uses strided 1x1 shortcuts)."""
     if variant not in VARIANTS:
         raise ConfigError(f"variant={variant!r} is not known; choose one of {sorted(VARIANTS)}")
     if not isinstance(num_modules, int) or num_modules < 0:
         raise ConfigError(f"num_modules={num_modules!r} must be an integer >= 0 (the paper uses 2)")
+    if not isinstance(width, (int, float)) or not 0 < width <= 1:
+        raise ConfigError(f"width={width!r} must be a number in (0, 1] (1.0 is the paper's network)")
     cfg = VARIANTS[variant]
     name = backbone or cfg["backbone"]
-    channels = (32, 64, 128, 256)
+    channels = scale_widths((32, 64, 128, 256), width)
+    growth = scale_widths((32, 32, 64, 64), width)
+    (resampled,) = scale_widths((32,), width)
     if variant == "official":
         net = create_backbone(name, pretrained=pretrained, pretrained_file=pretrained_file)
         encoder = StemBypassEncoder(net, stem=BasicConv2d(3, net.feature_info[0]["num_chs"], 3, padding=1))
@@ -79,5 +85,11 @@ def gmsrf(variant: str = "official", pretrained: bool = False, pretrained_file: 
                                                   features_only=True, out_indices=(1, 2, 3, 4)))
         reducers = [RFB(i, o) for i, o in zip(encoder.channels, channels)]
         norm = InputNorm()
-    return GMSRFNet(encoder, nn.ModuleList(reducers), norm, channels, num_modules=num_modules, cmsa=cmsa, msfs=msfs,
-                    deep_supervision=deep_supervision, stride=cfg["stride"], upsample=cfg["upsample"])
+    return GMSRFNet(encoder, nn.ModuleList(reducers), norm, channels, growth, num_modules=num_modules, cmsa=cmsa,
+                    msfs=msfs, deep_supervision=deep_supervision, stride=cfg["stride"], upsample=cfg["upsample"],
+                    resampled_ch=resampled)
+
+
+def scale_widths(widths: tuple[int, ...], width: float) -> tuple[int, ...]:
+    """Channel counts times `width`, rounded to multiples of 8 (at least 8: MSFS reduces by r=8)."""
+    return tuple(max(8, int(round(c * width / 8)) * 8) for c in widths)
