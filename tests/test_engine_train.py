@@ -114,3 +114,25 @@ def test_sigkilled_training_process_resumes_to_the_same_weights(tmp_path):
     assert a["best"] == b["best"] and a["global_step"] == b["global_step"]
     log = [read_log(tmp_path / name / "log.jsonl") for name in ("reference", "killed")]
     assert [r["val_dice"] for r in log[0]] == [r["val_dice"] for r in log[1]] and len(log[1]) == 2
+
+
+def test_non_finite_loss_stops_with_the_epoch_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    from polyplib import losses
+
+    out = tmp_path / "run"
+    real = losses.build_loss
+
+    def nan_from_epoch_2(name, **options):
+        fn = real(name, **options)
+
+        def loss(outputs, target):  # NaN once log.jsonl has a row, i.e. from the first step of epoch 2
+            return fn(outputs, target) * (float("nan") if (out / "log.jsonl").read_text().strip() else 1.0)
+        return loss
+
+    monkeypatch.setattr(losses, "build_loss", nan_from_epoch_2)
+    with pytest.raises(FloatingPointError, match=r"epoch 2 \(by step"):
+        train(tiny(tmp_path, epochs=3, save_every_steps=1))
+    last, best = load_checkpoint(out / "last.pt"), load_checkpoint(out / "best.pt")
+    assert (last["epoch"], last["batches_done"]) == (1, 0)  # the end of epoch 1, not a diverged mid-epoch step
+    assert all(torch.isfinite(v).all() for v in last["model"].values() if v.is_floating_point())
+    assert_same_weights(last["model"], best["model"])

@@ -116,6 +116,11 @@ def weights_digest(model: nn.Module) -> str:
     return sha.hexdigest()
 
 
+def model_attrs(model: nn.Module) -> dict[str, Any]:
+    """The model's `checkpoint_attrs` (e.g. Polyp-SAM's `pretrained_source`), saved beside its weights."""
+    return {name: getattr(model, name) for name in getattr(model, "checkpoint_attrs", ())}
+
+
 def forward(model: nn.Module, batch: dict[str, Any]):
     """Call the model with the image and whatever extra batch keys it declares (`extra_inputs`)."""
     extra = getattr(unwrap(model), "extra_inputs", ())
@@ -263,6 +268,7 @@ class _Run:
             "global_step": self.global_step, "loss_sum": float(self.loss_sum), "loss_count": self.loss_count,
             "best": dict(self.best), "config": self.config.to_dict(), "world_size": self.info.world_size,
             "split": {"train": [p.id for p in self.train_ds.pairs], "val": [p.id for p in self.val_ds.pairs]},
+            "model_attrs": model_attrs(self.model),
         }
 
     def save_last(self) -> None:
@@ -353,6 +359,7 @@ class _Run:
                                     img_s=f"{images / (time.perf_counter() - start):.1f}")
                 mid_epoch = self.batches_done < len(batches)
                 if cfg.save_every_steps and self.global_step % cfg.save_every_steps == 0 and mid_epoch:
+                    self._check_loss()  # never overwrite the last good checkpoint with diverged weights
                     self.save_last()
         bar.close()
         self._check_loss()
@@ -388,7 +395,8 @@ class _Run:
                     self.scheduler.step(metrics["val_loss"])
                 if self.improved(metrics) and self.info.is_main:
                     save_checkpoint({"format": FORMAT, "model": self.model.state_dict(), "config": cfg.to_dict(),
-                                     "epoch": self.epoch + 1, "metrics": metrics,
+                                     "model_attrs": model_attrs(self.model), "epoch": self.epoch + 1,
+                                     "metrics": metrics,
                                      "split": {"train": [p.id for p in self.train_ds.pairs],
                                                "val": [p.id for p in self.val_ds.pairs]}}, self.out / "best.pt")
             if isinstance(self.scheduler, torch.optim.lr_scheduler.LambdaLR):

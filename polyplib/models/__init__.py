@@ -1,5 +1,9 @@
 """Segmentation models by name: GMSRF-Net variants and the baselines (Polyp-SAM registers from polyplib.sam)."""
 from polyplib.models import baselines, gmsrf, unet_original  # noqa: F401  (register the builders)
-from polyplib.models.registry import create_model, describe, list_models, register_model
+from polyplib.models.registry import (create_architecture, create_model, describe, list_models, register_model,
+                                      register_weight_options)
 
-__all__ = ["create_model", "describe", "list_models", "register_model"]
+register_weight_options("gmsrf", pretrained=False, pretrained_file=None)
+
+__all__ = ["create_architecture", "create_model", "describe", "list_models", "register_model",
+           "register_weight_options"]

@@ -1,7 +1,6 @@
 """Comparison baselines of GMSRF Tables I-II: U-Net, U-Net++, DeepLabV3+ (segmentation_models_pytorch)."""
 from __future__ import annotations
 
-import segmentation_models_pytorch as smp
 import torch
 from torch import nn
 
@@ -25,10 +24,12 @@ class Normalized(nn.Module):
         return self.net(self.norm(image))
 
 
-def _smp(arch: type[nn.Module], name: str, encoder_name: str, **kwargs) -> Normalized:
-    """An smp architecture with random encoder weights and one output channel."""
+def _smp(arch: str, name: str, encoder_name: str, **kwargs) -> Normalized:
+    """An smp architecture (imported on first use: smp is slow to import) with random encoder weights, one output."""
+    import segmentation_models_pytorch as smp
+
     try:
-        net = arch(encoder_name=encoder_name, encoder_weights=None, in_channels=3, classes=1, **kwargs)
+        net = getattr(smp, arch)(encoder_name=encoder_name, encoder_weights=None, in_channels=3, classes=1, **kwargs)
     except (KeyError, ValueError) as err:
         raise ConfigError(f"{name}: encoder_name={encoder_name!r} is not available in smp "
                           f"(see segmentation_models_pytorch.encoders.get_encoder_names()): {err}") from err
@@ -38,16 +39,16 @@ def _smp(arch: type[nn.Module], name: str, encoder_name: str, **kwargs) -> Norma
 @register_model("unet")
 def unet(encoder_name: str = "resnet34", encoder_depth: int = 5) -> Normalized:
     """U-Net (Ronneberger et al. 2015) with a ResNet-34 encoder, smp `Unet`."""
-    return _smp(smp.Unet, "unet", encoder_name, encoder_depth=encoder_depth)
+    return _smp("Unet", "unet", encoder_name, encoder_depth=encoder_depth)
 
 
 @register_model("unetplusplus")
 def unetplusplus(encoder_name: str = "resnet34", encoder_depth: int = 5) -> Normalized:
     """U-Net++ (Zhou et al. 2018) with a ResNet-34 encoder, smp `UnetPlusPlus`."""
-    return _smp(smp.UnetPlusPlus, "unetplusplus", encoder_name, encoder_depth=encoder_depth)
+    return _smp("UnetPlusPlus", "unetplusplus", encoder_name, encoder_depth=encoder_depth)
 
 
 @register_model("deeplabv3plus")
 def deeplabv3plus(encoder_name: str = "resnet50", encoder_output_stride: int = 16) -> Normalized:
     """DeepLabV3+ (Chen et al. 2018) with a ResNet-50 encoder at output stride 16, smp `DeepLabV3Plus`."""
-    return _smp(smp.DeepLabV3Plus, "deeplabv3plus", encoder_name, encoder_output_stride=encoder_output_stride)
+    return _smp("DeepLabV3Plus", "deeplabv3plus", encoder_name, encoder_output_stride=encoder_output_stride)

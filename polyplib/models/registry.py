@@ -13,6 +13,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from polyplib.errors import ConfigError
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+_NO_WEIGHTS: dict[str, dict] = {}  # per model: option values that build the architecture without fetching weights
 _PLUGINS = ("polyplib.sam",)  # modules that register more names (Polyp-SAM), imported on first need
 
 
@@ -24,6 +25,11 @@ def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[.
         _REGISTRY[name] = fn
         return fn
     return wrap
+
+
+def register_weight_options(name: str, **no_weights) -> None:
+    """Declare the options of `name` that only pick initial weights, with the values that fetch none."""
+    _NO_WEIGHTS[name] = no_weights
 
 
 def _load_plugins() -> None:
@@ -54,6 +60,13 @@ def create_model(name: str, **options) -> nn.Module:
     if unknown:
         raise ConfigError(f"model {name!r} has no option(s) {unknown}; valid options: {list(signature.parameters)}")
     return builder(**options)
+
+
+def create_architecture(name: str, **options) -> nn.Module:
+    """`create_model` for a model whose full state dict is loaded next: no pretrained weights are fetched or read."""
+    if name not in _REGISTRY:
+        _load_plugins()
+    return create_model(name, **{**options, **_NO_WEIGHTS.get(name, {})})
 
 
 def _example_inputs(model: nn.Module, image_size: int, device: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
