@@ -65,6 +65,8 @@ def build_config(args: argparse.Namespace):
         config = config.replace(**TrainConfig.load(args.config).to_dict())
     config = config.replace(**{k: getattr(args, k) for k in TRAIN_FLAGS if getattr(args, k) is not None})
     model_options = {k: getattr(args, k) for k in ("variant", "strategy") if getattr(args, k) is not None}
+    if args.allow_scratch:
+        model_options["allow_scratch"] = True
     if model_options:
         config = config.replace(model_options={**config.model_options, **model_options})
     if args.no_progress:
@@ -166,7 +168,10 @@ def build_parser(external: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_datasets)
 
-    p = sub.add_parser("train", help="train a model (presets: gmsrf-paper, gmsrf-official, cpu-tiny, polyp-sam-paper)")
+    p = sub.add_parser("train", help="train a model (presets: gmsrf-paper, gmsrf-official, cpu-tiny, polyp-sam-paper)",
+                       description="Train a model. polyp-sam-* models go to Polyp-SAM training (box prompts, "
+                                   "sam.json label); they start from the official SAM weights (downloaded once) "
+                                   "unless --allow-scratch.")
     p.add_argument("--preset", help="named recipe to start from")
     p.add_argument("--config", help="TrainConfig JSON (e.g. a run's config.json)")
     for key, kind in TRAIN_FLAGS.items():
@@ -174,6 +179,9 @@ def build_parser(external: bool = True) -> argparse.ArgumentParser:
         p.add_argument(flag, dest=key, type=kind, default=None)
     p.add_argument("--variant", help="model variant (model_options.variant), e.g. paper or official")
     p.add_argument("--strategy", help="Polyp-SAM fine-tuning strategy (model_options.strategy): decoder or full")
+    p.add_argument("--allow-scratch", action="store_true",
+                   help="Polyp-SAM: start from an untrained SAM when the official weights are absent "
+                        "(model_options.allow_scratch=true; results are labelled 'scratch' in sam.json)")
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
                    help="override any TrainConfig field, e.g. --set image_size=128 max_steps_per_epoch=10")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")

@@ -64,14 +64,64 @@ def test_augmentation_with_cached_embeddings_is_refused(tmp_path):
         train(tiny_config(tmp_path, "decoder", augment=True))
 
 
-def test_cli_trains_polyp_sam(tmp_path, capsys):
+def test_cli_trains_polyp_sam_from_scratch_and_evaluates_it_with_gt_boxes(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("POLYPLIB_WEIGHTS", str(tmp_path / "no-weights"))  # nothing official to fall back on
     out = tmp_path / "cli"
-    code = main(["train", "--model", "polyp-sam-tiny", "--strategy", "decoder", "--dataset", "synthpolyp",
-                 "--image-size", "64", "--epochs", "1", "--batch-size", "2", "--out", str(out), "--device", "cpu",
-                 "--no-progress", "--json", "--set", "loss=dice", "augment=false", "dataset_options.n=6",
-                 "model_options.allow_scratch=true", "model_options.encoder_size=64", "precision=fp32"])
-    assert code == 0 and (out / "best.pt").is_file()
+    code = main(["train", "--model", "polyp-sam-tiny", "--strategy", "decoder", "--allow-scratch", "--dataset",
+                 "synthpolyp", "--image-size", "64", "--epochs", "1", "--batch-size", "2", "--out", str(out),
+                 "--device", "cpu", "--no-progress", "--json", "--set", "loss=dice", "augment=false",
+                 "dataset_options.n=6", "model_options.encoder_size=64", "precision=fp32"])
+    assert code == 0 and (out / "best.pt").is_file() and (out / "last.pt").is_file()
     assert json.loads(capsys.readouterr().out)["epochs"] == 1
+    assert json.loads((out / "sam.json").read_text())["pretrained_source"] == "scratch"
+    assert load_checkpoint(out / "best.pt")["model_attrs"] == {"pretrained_source": "scratch"}
+    assert main(["evaluate", str(out / "best.pt"), "--dataset", "synthpolyp", "--set", "n=4", "--image-size", "64",
+                 "--batch-size", "2", "--device", "cpu", "--no-overlays", "--json", "--out", str(tmp_path / "ev")]) == 0
+    summary = json.loads((tmp_path / "ev" / "summary.json").read_text())
+    assert summary["prompt_source"] == "gt-box" and summary["pretrained_source"] == "scratch"
+    assert summary["n"] == 4 and summary["checkpoint"] == str(out / "best.pt")
+    sam, _ = load_trained_model(out / "best.pt")
+    reference = evaluate_sam(sam, "synthpolyp", tmp_path / "ref", image_size=64, batch_size=2, device="cpu",
+                             dataset_options={"n": 4}, overlays=False, progress=False).summary
+    assert summary["means"]["dice"] == pytest.approx(reference["means"]["dice"], abs=1e-6)
+    assert reference["prompt_source"] == "gt-box"
+
+
+def test_fine_tuned_checkpoint_loads_without_the_sam_weights_and_keeps_its_label(tmp_path, monkeypatch):
+    from polyplib.sam.build import build_sam
+    monkeypatch.setenv("POLYPLIB_WEIGHTS", str(tmp_path / "no-weights"))
+    torch.manual_seed(1)
+    weights = tmp_path / "sam_tiny_start.pth"
+    torch.save(build_sam("tiny", 64).state_dict(), weights)
+    options = {"encoder_size": 64, "strategy": "decoder", "checkpoint": str(weights)}
+    result = train(tiny_config(tmp_path, "decoder", epochs=1, model_options=options,
+                               dataset_options={"n": 6}))
+    weights.unlink()  # a fine-tuned checkpoint holds every weight: the starting file is no longer needed
+    model, config = load_trained_model(result.best_checkpoint)
+    assert model.pretrained_source == "sam_tiny_start.pth" and config.model_options["checkpoint"] == str(weights)
+    saved = load_checkpoint(result.best_checkpoint)["model"]
+    assert all(torch.equal(v, saved[k]) for k, v in model.state_dict().items())
+    older = {k: v for k, v in load_checkpoint(result.best_checkpoint).items() if k != "model_attrs"}
+    torch.save(older, tmp_path / "older.pt")  # written before checkpoints recorded the label: say so, not "scratch"
+    assert load_trained_model(tmp_path / "older.pt")[0].pretrained_source.startswith("unknown")
+
+
+def test_evaluate_routes_models_with_extra_inputs(decoder_run, tmp_path):
+    from polyplib.engine.evaluate import evaluate
+    _, result = decoder_run
+    sam, _ = load_trained_model(result.best_checkpoint)
+    res = evaluate(sam, "synthpolyp", out_dir=tmp_path / "obj", image_size=64, batch_size=2, device="cpu",
+                   dataset_options={"n": 4}, overlays=False, progress=False)
+    assert res.summary["prompt_source"] == "gt-box" and res.summary["pretrained_source"] == "scratch"
+
+    class NeedsDepth(torch.nn.Module):
+        extra_inputs = ("depth",)
+
+        def forward(self, image, depth):
+            return image[:, :1] * depth
+
+    with pytest.raises(ConfigError, match="depth.*predict_fn"):
+        evaluate(NeedsDepth(), "synthpolyp", out_dir=tmp_path / "bad", dataset_options={"n": 2}, progress=False)
 
 
 def test_boxes_from_a_prediction_one_per_component():

@@ -36,21 +36,37 @@ class EvalResult:
 
 
 def load_trained_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, TrainConfig]:
-    """Rebuild the model of a training checkpoint (best.pt or last.pt) in eval mode."""
-    from polyplib.models import create_model
+    """Rebuild the model of a training checkpoint (best.pt or last.pt) in eval mode, without fetching pretrained
+    weights (the checkpoint holds them all); the attributes the run recorded (`model.checkpoint_attrs`) come back."""
+    from polyplib.models import create_architecture
 
     state = load_checkpoint(path)
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
         raise WeightsError(f"checkpoint {path} has no model weights and config; "
                            "pass best.pt/last.pt of `polyplib train`")
     config = TrainConfig.from_dict(state["config"])
-    model = create_model(config.model, **config.model_options)
+    model = create_architecture(config.model, **config.model_options)
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as err:
         raise WeightsError(f"checkpoint {path} does not fit model {config.model!r}: "
                            f"{str(err).splitlines()[0]}") from None
+    recorded = state.get("model_attrs", {})
+    for name in getattr(model, "checkpoint_attrs", ()):
+        setattr(model, name, recorded.get(name, "unknown (checkpoint written before polyplib recorded it)"))
     return model.to(device).eval(), config
+
+
+def default_predict_fn(model: nn.Module, device: torch.device) -> tuple[PredictFn, dict[str, Any]]:
+    """How `evaluate` runs a model: plain models take the image; models with `extra_inputs` supply their own
+    `evaluation(device) -> (predict_fn, labels for summary.json)` (Polyp-SAM: ground-truth box prompts)."""
+    extra = tuple(getattr(model, "extra_inputs", ()))
+    if not extra:
+        return model_predict_fn(model, device), {}
+    if not callable(getattr(model, "evaluation", None)):
+        raise ConfigError(f"{type(model).__name__} needs the inputs {extra} besides the image and has no default "
+                          "evaluation(); pass evaluate(..., predict_fn=...) that supplies them")
+    return model.evaluation(device)
 
 
 def model_predict_fn(model: nn.Module, device: torch.device) -> PredictFn:
@@ -90,14 +106,14 @@ def evaluate(model: nn.Module | str | Path | None, dataset: str, *, out_dir: str
     from polyplib.data import load_dataset
 
     dev = resolve_device(device)
-    checkpoint = None
+    checkpoint, labels = None, {}
     if predict_fn is None:
         if model is None:
             raise ConfigError("evaluate needs a model, a checkpoint path or a predict_fn")
         if isinstance(model, (str, Path)):
             checkpoint = str(model)
             model, _ = load_trained_model(model, dev)
-        predict_fn = model_predict_fn(model, dev)
+        predict_fn, labels = default_predict_fn(model, dev)
     options = dict(protocol=protocol, **(dataset_options or {})) if split else dict(dataset_options or {})
     ds = load_dataset(dataset, root, split=split, image_size=image_size, augment=False, **options)
     ds_orig = load_dataset(dataset, root, split=split, image_size=None, augment=False, **options)
@@ -126,7 +142,7 @@ def evaluate(model: nn.Module | str | Path | None, dataset: str, *, out_dir: str
     metrics = [c for c in table.columns if c not in ("id", "dataset")]
     summary = {"checkpoint": checkpoint, "dataset": dataset, "split": split, "protocol": protocol if split else None,
                "image_size": image_size, "n": len(table), "means": table[metrics].mean().to_dict(),
-               "std": table[metrics].std(ddof=0).to_dict(), **provenance()}
+               "std": table[metrics].std(ddof=0).to_dict(), **labels, **provenance()}
     files = {"csv": out / "per_image.csv", "summary": out / "summary.json"}
     table.to_csv(files["csv"], index=False)
     files["summary"].write_text(json.dumps(summary, indent=2) + "\n")
@@ -181,6 +197,9 @@ def predict_folder(checkpoint: str | Path, input_dir: str | Path, out_dir: str |
     """Binary mask PNGs (0/255, original resolution) for every image of a folder."""
     dev = resolve_device(device)
     model, config = load_trained_model(checkpoint, dev)
+    if getattr(model, "extra_inputs", ()):
+        raise ConfigError(f"{checkpoint}: {config.model!r} needs {tuple(model.extra_inputs)} besides the image, which "
+                          "a folder of images does not give; use `polyplib cascade` (detector boxes) instead")
     size = image_size or config.image_size
     files = sorted(p for p in Path(input_dir).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) \
         if Path(input_dir).is_dir() else None

@@ -79,10 +79,18 @@ def box_fill_predict_fn(device: torch.device) -> PredictFn:
     return predict
 
 
-def record_source(summary_path: Path, sam: PolypSAM, prompts: str) -> dict:
+def gt_box_labels(sam: PolypSAM, jitter: float = 0.0) -> dict:
+    """Summary labels of a ground-truth-box evaluation: prompt source, its description and the SAM weights."""
+    return {"prompt_source": "gt-box" if jitter == 0 else "gt-box-jitter",
+            "prompts": f"ground-truth boxes (jitter {jitter})", "pretrained_source": sam.pretrained_source}
+
+
+def record_source(summary_path: Path, sam: PolypSAM, prompts: str, prompt_source: str | None = None) -> dict:
     """Add what the SAM weights were (`scratch` or a file) and where prompts came from to an evaluation summary."""
     summary = json.loads(summary_path.read_text())
     summary.update(pretrained_source=sam.pretrained_source, prompts=prompts)
+    if prompt_source is not None:
+        summary["prompt_source"] = prompt_source
     summary_path.write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
@@ -98,12 +106,13 @@ def evaluate_sam(sam: PolypSAM, dataset: str, out_dir: str | Path, *, detector: 
     if detector is not None:
         fn = cascade_predict_fn(model_predict_fn(detector, dev), sam, dev, threshold, sam.prompts.max_boxes,
                                 detector_size)
-        prompts = f"detector boxes (threshold {threshold}, one per component)"
+        prompts, source = f"detector boxes (threshold {threshold}, one per component)", "detector"
     else:
         fn = gt_box_predict_fn(sam, dev, jitter, sam.prompts.per_component)
-        prompts = f"ground-truth boxes (jitter {jitter})"
+        labels = gt_box_labels(sam, jitter)
+        prompts, source = labels["prompts"], labels["prompt_source"]
     result = evaluate(None, dataset, out_dir=out_dir, predict_fn=fn, device=device, **eval_options)
-    result.summary = record_source(result.files["summary"], sam, prompts)
+    result.summary = record_source(result.files["summary"], sam, prompts, source)
     return result
 
 
