@@ -1,4 +1,5 @@
 """Model registry, output shapes (meta device at full size, real compute at tiny size), gradients, weights, errors."""
+import subprocess
 import sys
 
 import pytest
@@ -181,3 +182,18 @@ def test_missing_or_corrupt_weights_raise_weights_error(tmp_path, monkeypatch):
     monkeypatch.setattr(hub, "HF_HUB_CACHE", str(tmp_path / "hub"))
     with pytest.raises(WeightsError, match="pretrained=False"):
         create_model("gmsrf", variant="official", pretrained=True)
+
+
+def test_create_architecture_reads_no_pretrained_weights(tmp_path):
+    from polyplib.models import create_architecture
+    absent = tmp_path / "absent.pth"
+    with pytest.raises(WeightsError, match="does not exist"):
+        create_model("gmsrf", pretrained_file=absent)
+    model = create_architecture("gmsrf", pretrained=True, pretrained_file=absent)  # a checkpoint is loaded next
+    assert model.state_dict().keys() == create_model("gmsrf").state_dict().keys()
+
+
+def test_importing_the_models_leaves_smp_until_a_baseline_is_built():
+    code = ("import sys, polyplib.models as m; assert 'segmentation_models_pytorch' not in sys.modules; "
+            "m.create_model('unet'); assert 'segmentation_models_pytorch' in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

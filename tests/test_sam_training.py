@@ -107,12 +107,14 @@ def test_fine_tuned_checkpoint_loads_without_the_sam_weights_and_keeps_its_label
 
 
 def test_evaluate_routes_models_with_extra_inputs(decoder_run, tmp_path):
-    from polyplib.engine.evaluate import evaluate
+    from polyplib.engine.evaluate import evaluate, predict_folder
     _, result = decoder_run
     sam, _ = load_trained_model(result.best_checkpoint)
     res = evaluate(sam, "synthpolyp", out_dir=tmp_path / "obj", image_size=64, batch_size=2, device="cpu",
                    dataset_options={"n": 4}, overlays=False, progress=False)
     assert res.summary["prompt_source"] == "gt-box" and res.summary["pretrained_source"] == "scratch"
+    with pytest.raises(ConfigError, match="cascade"):  # a folder of images has no boxes
+        predict_folder(result.best_checkpoint, tmp_path, tmp_path / "pred", progress=False)
 
     class NeedsDepth(torch.nn.Module):
         extra_inputs = ("depth",)

@@ -31,8 +31,8 @@ def _smp(arch: str, name: str, encoder_name: str, **kwargs) -> Normalized:
     try:
         net = getattr(smp, arch)(encoder_name=encoder_name, encoder_weights=None, in_channels=3, classes=1, **kwargs)
     except (KeyError, ValueError) as err:
-        raise ConfigError(f"{name}: encoder_name={encoder_name!r} is not available in smp "
-                          f"(see segmentation_models_pytorch.encoders.get_encoder_names()): {err}") from err
+        raise ConfigError(f"{name}: smp cannot build encoder_name={encoder_name!r} with {kwargs}: {err} "
+                          "(encoders: segmentation_models_pytorch.encoders.get_encoder_names())") from err
     return Normalized(net, stride=32, name=name)
 
 
