@@ -1,6 +1,7 @@
 """Book machinery: profiles, recorded results with provenance, the papers' numbers, the papermill runner."""
 import argparse
 import json
+import os
 
 import nbformat
 import pandas as pd
@@ -26,6 +27,33 @@ def test_profile_overrides_none_keeps_default_and_lists_become_tuples():
         book.profile_settings("fast")
     with pytest.raises(ConfigError, match="unknown profile setting\\(s\\) \\['epoch'\\]"):
         book.profile_settings("smoke", epoch=3)
+
+
+def test_setup_notebook_uses_the_profile_cpu_threads(monkeypatch):
+    import torch
+
+    monkeypatch.setenv("TQDM_DISABLE", "0")  # restored after the test
+    before, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    try:
+        book.setup_notebook(book.profile_settings("smoke", cpu_threads=1))
+        assert torch.get_num_threads() == 1
+        book.setup_notebook(book.profile_settings("smoke", cpu_threads=2))
+        assert torch.get_num_threads() == min(2, os.cpu_count())
+    finally:
+        torch.set_num_threads(before)
+        torch.use_deterministic_algorithms(deterministic)
+
+
+def test_smoke_gmsrf_is_narrow():
+    import torch
+
+    from polyplib.models import create_model
+
+    smoke = book.profile_settings("smoke")
+    with torch.device("meta"):
+        model = create_model("gmsrf", **book.model_options(smoke, "gmsrf"))
+        paper = create_model("gmsrf", variant="paper")
+    assert sum(p.numel() for p in model.parameters()) < 0.3 * sum(p.numel() for p in paper.parameters())
 
 
 def test_record_results_only_for_full_and_round_trips_with_provenance(tmp_path):
@@ -189,7 +217,7 @@ def test_train_config_shrinks_the_paper_recipe_for_smoke():
     assert config.model_options == {**smoke.gmsrf_options, "cmsa": False}
     assert (config.epochs, config.max_steps_per_epoch, config.seed, config.device) == (smoke.epochs, smoke.max_steps, 7, "cpu")
     assert config.loss == "structure" and config.lr == 1e-4  # the paper's loss and learning rate are kept
-    assert book.model_options(smoke, "gmsrf", backbone=None) == {"variant": "paper"}
+    assert book.model_options(smoke, "gmsrf", backbone=None, width=None) == {"variant": "paper"}
     table = book.recipe_table(config)
     assert "out_dir" not in set(table.option) and table.set_index("option").loc["seed", "value"] == "7"
 
