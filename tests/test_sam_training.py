@@ -94,8 +94,7 @@ def test_fine_tuned_checkpoint_loads_without_the_sam_weights_and_keeps_its_label
     weights = tmp_path / "sam_tiny_start.pth"
     torch.save(build_sam("tiny", 64).state_dict(), weights)
     options = {"encoder_size": 64, "strategy": "decoder", "checkpoint": str(weights)}
-    result = train(tiny_config(tmp_path, "decoder", epochs=1, model_options=options,
-                               dataset_options={"n": 6}))
+    result = train(tiny_config(tmp_path, "decoder", epochs=1, model_options=options, dataset_options={"n": 6}))
     weights.unlink()  # a fine-tuned checkpoint holds every weight: the starting file is no longer needed
     model, config = load_trained_model(result.best_checkpoint)
     assert model.pretrained_source == "sam_tiny_start.pth" and config.model_options["checkpoint"] == str(weights)
@@ -163,8 +162,8 @@ def test_cli_cascade_with_a_trained_detector(decoder_run, tmp_path, capsys):
     capsys.readouterr()
     out = tmp_path / "cascade"
     assert main(["cascade", "--sam", str(result.best_checkpoint), "--detector", str(det / "best.pt"),
-                 "--dataset", "synthpolyp", "--dataset-option", "n=4", "--image-size", "64", "--batch-size", "2", "--device", "cpu",
-                 "--jitter", "0", "0.2", "--out", str(out), "--no-overlays", "--json"]) == 0
+                 "--dataset", "synthpolyp", "--dataset-option", "n=4", "--image-size", "64", "--batch-size", "2",
+                 "--device", "cpu", "--jitter", "0", "0.2", "--out", str(out), "--no-overlays", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["pretrained_source"] == "scratch" and {"gt_boxes", "cascade", "robustness"} <= set(report)
     assert [row["jitter"] for row in report["robustness"]] == [0.0, 0.2]
