@@ -105,9 +105,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                       protocol=args.protocol, image_size=args.image_size, batch_size=args.batch_size,
                       save_predictions=args.save_predictions, overlays=not args.no_overlays, device=args.device,
                       dataset_options=parse_options(args.set), progress=not args.json)
-    means = result.summary["means"]
-    text = "\n".join(f"{k:<12} {v:.4f}" for k, v in means.items())
-    _print(result.summary, args.json, f"{args.dataset} ({result.summary['n']} images)\n{text}\nwritten to {args.out}")
+    summary = result.summary
+    text = "\n".join(f"{k:<12} {v:.4f}" for k, v in summary["means"].items())
+    labels = "".join(f"\n{k:<12} {summary[k]}" for k in ("prompt_source", "pretrained_source") if k in summary)
+    _print(summary, args.json, f"{args.dataset} ({summary['n']} images)\n{text}{labels}\nwritten to {args.out}")
     return 0
 
 
@@ -171,7 +172,8 @@ def build_parser(external: bool = True) -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model (presets: gmsrf-paper, gmsrf-official, cpu-tiny, polyp-sam-paper)",
                        description="Train a model. polyp-sam-* models go to Polyp-SAM training (box prompts, "
                                    "sam.json label); they start from the official SAM weights (downloaded once) "
-                                   "unless --allow-scratch.")
+                                   "unless --allow-scratch. Decoder training caches image embeddings, so it needs "
+                                   "--set augment=false (or model_options.cache_embeddings=false).")
     p.add_argument("--preset", help="named recipe to start from")
     p.add_argument("--config", help="TrainConfig JSON (e.g. a run's config.json)")
     for key, kind in TRAIN_FLAGS.items():
@@ -189,7 +191,10 @@ def build_parser(external: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("evaluate", help="evaluate a checkpoint on a dataset split (both metric protocols)")
+    p = sub.add_parser("evaluate", help="evaluate a checkpoint on a dataset split (both metric protocols)",
+                       description="Evaluate a training checkpoint on a dataset split (both metric protocols). "
+                                   "Polyp-SAM checkpoints are prompted with the tight ground-truth box of each image "
+                                   "(prompt_source 'gt-box'); for detector boxes use `polyplib cascade`.")
     p.add_argument("checkpoint")
     p.add_argument("--dataset", required=True)
     p.add_argument("--root")
