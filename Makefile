@@ -10,7 +10,6 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.polyplib-installed
 endif
 export OMP_NUM_THREADS ?= 2
-export MPLBACKEND ?= Agg
 
 .PHONY: install test book bench clean
 
