@@ -92,9 +92,9 @@ def fetch(key: str, root: str | os.PathLike | None = None, base_url: str | None 
                             f"${ENV_URL} to a mirror, or put the file at {path} by hand") from exc
     else:
         _gdrive(archive, path)
-    if entry:
-        _verify(path, entry)
-    else:
+        if entry:
+            _verify(path, entry)
+    if not entry:  # pooch already checked a URL download against the recorded hash
         _record(downloads, archive, path, url or f"gdrive:{archive.gdrive_id}")
     return path
 
