@@ -5,7 +5,6 @@ import argparse
 import importlib
 import json
 import sys
-from pathlib import Path
 from typing import Any, Sequence
 
 from polyplib.errors import ConfigError, PolypError

@@ -4,7 +4,6 @@ from __future__ import annotations
 import importlib
 import json
 import time
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ import torch
 from torch import nn
 
 from polyplib.engine.provenance import provenance
-from polyplib.engine.trainer import resolve_device
+from polyplib.engine.trainer import _autocast, resolve_device
 
 VARIANTS = ("paper", "official")
 
@@ -57,10 +56,6 @@ def matmul_peak_flops(device: torch.device, quick: bool = False) -> float:
         a @ b
     _sync(device)
     return 2 * n**3 * iters / (time.perf_counter() - start)
-
-
-def _autocast(device: torch.device, dtype: torch.dtype | None):
-    return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
 
 
 def _synthetic_batch(batch: int, size: int, device: torch.device,

@@ -16,7 +16,6 @@ from typing import Any, Iterable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import BatchSampler, DataLoader
 from torch.utils.data.distributed import DistributedSampler
@@ -427,10 +426,15 @@ def _summary_line(row: dict[str, Any], epochs: int) -> str:
     return " | ".join(parts + [f"{row['images_per_s']:.1f} img/s", f"lr {row['lr']:.2e}"])
 
 
-def train(config: TrainConfig, resume: bool = False) -> TrainResult:
-    """Train `config.model`; with `resume=True` continue from `<out_dir>/last.pt` (bit-identical on the CPU)."""
-    run = _Run(config, resume)
+def run_training(run_cls: type[_Run], config: TrainConfig, resume: bool = False) -> TrainResult:
+    """Build `run_cls(config, resume)`, run it, and tear down the process group it set up (also on failure)."""
+    run = run_cls(config, resume)
     try:
         return run.run()
     finally:
         cleanup(run.info)
+
+
+def train(config: TrainConfig, resume: bool = False) -> TrainResult:
+    """Train `config.model`; with `resume=True` continue from `<out_dir>/last.pt` (bit-identical on the CPU)."""
+    return run_training(_Run, config, resume)

@@ -3,25 +3,16 @@ from __future__ import annotations
 
 import statistics
 import time
-from contextlib import nullcontext
 from typing import Any, Callable
 
 import torch
 
-from polyplib.engine.trainer import resolve_device
+from polyplib.engine.bench import _sync
+from polyplib.engine.trainer import _autocast, resolve_device
 from polyplib.sam.build import build_sam
 from polyplib.sam.model import PolypSAM
 
 TARGETS = {"full_speedup": 3.0, "decoder_speedup": 30.0, "latency_ms": 15.0}  # issue 4, H100, vit_b at 1024
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _autocast(device: torch.device, dtype: torch.dtype | None):
-    return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
 
 
 def soft_dice_loss(prob: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -7,8 +7,7 @@ import torch
 from torch import nn
 
 from polyplib.engine.config import TrainConfig
-from polyplib.engine.distributed import cleanup
-from polyplib.engine.trainer import TrainResult, _Run
+from polyplib.engine.trainer import TrainResult, _Run, run_training
 from polyplib.errors import ConfigError
 from polyplib.sam.embeddings import CachedEmbeddingDataset, EmbeddingCache
 from polyplib.sam.model import PolypSAM
@@ -65,8 +64,4 @@ class SamRun(_Run):
 
 def train(config: TrainConfig, resume: bool = False) -> TrainResult:
     """Train a Polyp-SAM model (`config.model` = polyp-sam-*); `resume=True` continues from `<out_dir>/last.pt`."""
-    run = SamRun(config, resume)
-    try:
-        return run.run()
-    finally:
-        cleanup(run.info)
+    return run_training(SamRun, config, resume)
