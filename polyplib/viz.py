@@ -29,7 +29,7 @@ def set_style() -> None:
 
 def to_numpy_image(image: Any) -> np.ndarray:
     """A `[3, H, W]` tensor/array in [0, 1] (or `[H, W, 3]`, or `[H, W]`) as an `[H, W, C]`/`[H, W]` float array."""
-    array = np.asarray(image.detach().cpu() if hasattr(image, "detach") else image, dtype=np.float32)
+    array = to_numpy_array(image)
     if array.ndim == 3 and array.shape[0] in (1, 3) and array.shape[-1] not in (1, 3):
         array = np.moveaxis(array, 0, -1)
     if array.ndim == 3 and array.shape[-1] == 1:
@@ -216,7 +216,6 @@ def styled_table(frame: pd.DataFrame, caption: str | None = None, precision: int
     """A pandas Styler rendered to static HTML (deterministic ids): rounded numbers, best value per column in bold."""
     from IPython.display import HTML
 
-    frame = frame if isinstance(frame.columns, pd.MultiIndex) else frame.copy()
     styler = frame.style.format(precision=precision, na_rep="–").hide(axis="index")
     props = "font-weight: bold; background-color: #e8f4ea"
     if highlight_max:

@@ -7,12 +7,11 @@ from polyplib.book.experiments import (
 )
 from polyplib.book.profiles import PROFILES, REPO_ROOT, BookProfile, profile_settings, setup_notebook
 from polyplib.book.results import (
-    PAPER_COLUMNS, PAPER_NAMES, RESULTS_DIR, _git_commit, full_results_markdown, load_results, paper_comparison,
+    PAPER_COLUMNS, PAPER_NAMES, RESULTS_DIR, full_results_markdown, load_results, paper_comparison,
     provenance, record_results, results_index, show_full_results, smoke_label,
 )
 from polyplib.book.runner import (
-    _BOOK_FILES, NOTEBOOKS, _cli_book, _notebook_path, _strip_run_metadata, add_cli, build_html, execute_notebooks,
-    run_book, stage_book,
+    NOTEBOOKS, _cli_book, add_cli, build_html, execute_notebooks, run_book, stage_book,
 )
 from polyplib.book.sam import describe_sam, evaluate_box_fill, evaluate_sam_run, sam_config, sam_label
 

@@ -98,7 +98,7 @@ def compare_variants(image_size: int = 256, variants: tuple[str, ...] = ("paper"
 
 
 def copy_to_meta(model: Any) -> Any:
-    """A shapes-only copy of a model on the `meta` device (no memory, no compute)."""
-    import copy
+    """A shapes-only copy of a model on the `meta` device (no memory, no compute; no weights are copied)."""
+    from polyplib.models.registry import _copy
 
-    return copy.deepcopy(model).to("meta")
+    return _copy(model, "meta")
