@@ -9,7 +9,7 @@ from typing import Any, Sequence
 
 from polyplib.errors import ConfigError, PolypError
 
-EXTERNAL_COMMANDS = ("polyplib.book", "polyplib.sam.cli")
+EXTERNAL_COMMANDS = ("polyplib.book", "polyplib.sam.cli", "polyplib.campaigns.cli")
 OWN_COMMANDS = ("datasets", "train", "evaluate", "predict", "describe", "prepare", "bench")
 
 

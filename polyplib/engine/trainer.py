@@ -43,6 +43,7 @@ class TrainResult:
     best_epoch: int | None
     history: list[dict] = field(default_factory=list)
     rank_digests: list[str] = field(default_factory=list)
+    complete: bool = True  # False: stopped at a checkpoint by `deadline` before the last epoch (resume continues)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -379,9 +380,11 @@ class _Run:
             self.best = {"metric": value, "epoch": self.epoch + 1}
         return better
 
-    def run(self) -> TrainResult:
-        cfg = self.config
+    def run(self, deadline: float | None = None) -> TrainResult:
+        cfg, first = self.config, self.epoch
         while self.epoch < cfg.epochs:
+            if deadline is not None and time.time() >= deadline and self.epoch > first:  # >= 1 epoch per sitting
+                return self._result(complete=False)
             row: dict[str, Any] = {"epoch": self.epoch, "step": 0, "lr": self.optimizer.param_groups[0]["lr"]}
             row.update(self.train_epoch())
             row["step"] = self.global_step
@@ -409,15 +412,19 @@ class _Run:
                 if cfg.progress:
                     tqdm.write(_summary_line(row, cfg.epochs), file=sys.stderr)
             self.save_last()
-        digests = all_gather_objects(weights_digest(self.model), self.info)
-        best_path = self.out / "best.pt"
-        result = TrainResult(self.out, self.out / "last.pt", best_path if best_path.is_file() else None,
-                             self.best["metric"], self.best["epoch"], self.history, digests)
+        result = self._result(complete=True)
         if self.info.is_main:
             (self.out / "result.json").write_text(json.dumps(
                 {"best_metric": result.best_metric, "best_epoch": result.best_epoch, "select": cfg.select,
-                 "rank_digests": digests, "epochs": cfg.epochs, "world_size": self.info.world_size}, indent=2) + "\n")
+                 "rank_digests": result.rank_digests, "epochs": cfg.epochs, "world_size": self.info.world_size}, indent=2) + "\n")
         return result
+
+
+    def _result(self, complete: bool) -> TrainResult:
+        digests = all_gather_objects(weights_digest(self.model), self.info) if complete else []
+        best_path = self.out / "best.pt"
+        return TrainResult(self.out, self.out / "last.pt", best_path if best_path.is_file() else None,
+                           self.best["metric"], self.best["epoch"], self.history, digests, complete)
 
 
 def _summary_line(row: dict[str, Any], epochs: int) -> str:
@@ -426,15 +433,18 @@ def _summary_line(row: dict[str, Any], epochs: int) -> str:
     return " | ".join(parts + [f"{row['images_per_s']:.1f} img/s", f"lr {row['lr']:.2e}"])
 
 
-def run_training(run_cls: type[_Run], config: TrainConfig, resume: bool = False) -> TrainResult:
-    """Build `run_cls(config, resume)`, run it, and tear down the process group it set up (also on failure)."""
+def run_training(run_cls: type[_Run], config: TrainConfig, resume: bool = False,
+                 deadline: float | None = None) -> TrainResult:
+    """Build `run_cls(config, resume)`, run it (stopping at the first epoch checkpoint after `deadline`, a
+    `time.time()` value), and tear down the process group it set up (also on failure)."""
     run = run_cls(config, resume)
     try:
-        return run.run()
+        return run.run(deadline)
     finally:
         cleanup(run.info)
 
 
-def train(config: TrainConfig, resume: bool = False) -> TrainResult:
-    """Train `config.model`; with `resume=True` continue from `<out_dir>/last.pt` (bit-identical on the CPU)."""
-    return run_training(_Run, config, resume)
+def train(config: TrainConfig, resume: bool = False, deadline: float | None = None) -> TrainResult:
+    """Train `config.model`; with `resume=True` continue from `<out_dir>/last.pt` (bit-identical on the CPU);
+    past `deadline` (`time.time()`) stop at the next epoch checkpoint with `complete=False`."""
+    return run_training(_Run, config, resume, deadline)

@@ -62,6 +62,7 @@ class SamRun(_Run):
             self.val_ds = BoxPromptDataset(self.val_ds, **boxes)
 
 
-def train(config: TrainConfig, resume: bool = False) -> TrainResult:
-    """Train a Polyp-SAM model (`config.model` = polyp-sam-*); `resume=True` continues from `<out_dir>/last.pt`."""
-    return run_training(SamRun, config, resume)
+def train(config: TrainConfig, resume: bool = False, deadline: float | None = None) -> TrainResult:
+    """Train a Polyp-SAM model (`config.model` = polyp-sam-*); `resume=True` continues from `<out_dir>/last.pt`;
+    past `deadline` (`time.time()`) it stops at the next epoch checkpoint."""
+    return run_training(SamRun, config, resume, deadline)

@@ -1,0 +1,149 @@
+"""`polyplib campaign list|plan|run|collect`: the book's campaigns from the command line."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from polyplib.campaigns.profiles import PROFILES
+from polyplib.errors import ConfigError
+
+DEFAULT_RESULTS = "results"
+METRICS = ("dice", "iou", "meanDice", "meanIoU", "Sm", "wFm", "meanEm", "MAE")
+
+
+def _context(args: argparse.Namespace):
+    from polyplib.campaigns.runner import Context
+
+    if args.threads is not None and args.threads < 1:
+        raise ConfigError(f"--threads {args.threads}: must be at least 1")
+    return Context(results=str(args.results), root=args.root, work=args.work, device=args.device,
+                   threads=args.threads)
+
+
+def _campaigns(args: argparse.Namespace):
+    from polyplib.campaigns.declared import get_campaigns
+    from polyplib.campaigns.profiles import profile_settings
+
+    settings = profile_settings(args.profile, data_root=args.root)
+    return get_campaigns(settings, args.campaigns)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from polyplib.campaigns.declared import campaigns
+
+    profiles = [args.profile] if args.profile else list(PROFILES)
+    rows = [{"name": c.name, "profile": p, "runs": len(c.runs), "chapter": c.chapter, "description": c.description}
+            for p in profiles for c in campaigns(p).values()]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print(f"{'profile':<8} {'campaign':<15} {'runs':>5}  chapters")
+        for r in rows:
+            print(f"{r['profile']:<8} {r['name']:<15} {r['runs']:>5}  {r['chapter']}")
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from polyplib.campaigns.runner import plan
+
+    rows = plan(_campaigns(args), _context(args), args.only)
+    if args.json:
+        print(json.dumps(rows, indent=2, default=str))
+        return 0
+    for r in rows:
+        name = " ".join(str(r[k]) for k in ("model", "strategy", "train", "seed") if k in r)
+        cost = f"{r['tflops']:.1f} TFLOP" if r["tflops"] is not None else "? TFLOP"
+        detail = f" {r['detail']}" if r["detail"] else ""
+        print(f"{r['campaign']:<14} {r['run_id']}  {name:<42} {cost:>13}  {r['status']}{detail}")
+    states = {s: sum(r["status"] == s for r in rows) for s in ("done", "partial", "missing", "unavailable")}
+    total = sum(r["tflops"] or 0 for r in rows if r["status"] != "done")
+    print(f"{len(rows)} runs: " + ", ".join(f"{v} {k}" for k, v in states.items()) + f"; {total:.1f} TFLOP to do")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from polyplib.campaigns.runner import parse_budget, run_campaigns
+
+    budget = parse_budget(args.budget)
+    slurm = {"partition": args.partition, "time_min": args.time_min, "gpus": args.gpus_per_job,
+             "cpus": args.cpus_per_job, "parallel": args.parallel, "wait": args.wait}
+    summary = run_campaigns(_campaigns(args), _context(args), only=args.only, jobs=args.jobs, budget=budget,
+                            launcher=args.launcher, slurm=slurm,
+                            report=lambda line: print(line, file=sys.stderr, flush=True))
+    counts = ", ".join(f"{v} {k}" for k, v in summary["counts"].items()) or "nothing to run"
+    print(f"{counts}; {summary['remaining']} run(s) remain ({summary['elapsed_s']:.0f} s)")
+    return 0
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    from polyplib.campaigns.collect import aggregate, result_rows
+
+    (campaign,) = _campaigns(args)
+    results = _context(args).store(campaign).results(campaign.run_ids())
+    frame = result_rows(results)
+    if frame.empty:
+        raise ConfigError(f"no stored results for {args.profile}/{campaign.name} under {args.results}; "
+                          f"run `polyplib campaign run {args.profile} {campaign.name}` first")
+    metrics = [m for m in (args.metrics or METRICS) if m in frame]
+    table = aggregate(frame, metrics).round(4)
+    if args.out:
+        out = Path(args.out)
+        if out.is_dir():
+            raise ConfigError(f"--out {out} is a folder; name a CSV file")
+        table.to_csv(out, index=False)
+        print(f"{len(table)} rows written to {out}")
+    else:
+        print(table.to_string(index=False))
+    return 0
+
+
+def add_cli(subparsers: argparse._SubParsersAction) -> None:
+    """Add `polyplib campaign ...` to the CLI."""
+    parser = subparsers.add_parser("campaign", help="the book's experiment campaigns: list, plan, run, collect",
+                                   description="Every book result is a stored run under RESULTS/<profile>/<campaign>/"
+                                               "<run-id>.json: runs that are stored are skipped, interrupted runs "
+                                               "resume from their last checkpoint in the work folder.")
+    sub = parser.add_subparsers(dest="campaign_command", required=True)
+
+    def common(p: argparse.ArgumentParser, campaigns: str = "*") -> None:
+        if campaigns:
+            p.add_argument("profile", choices=list(PROFILES))
+            p.add_argument("campaigns", nargs=campaigns, metavar="CAMPAIGN", help="default: every campaign")
+        p.add_argument("--results", default=DEFAULT_RESULTS, help="results store (default: results/)")
+        p.add_argument("--root", help="data root (default $POLYPLIB_DATA or ~/.cache/polyplib/data)")
+        p.add_argument("--work", help="checkpoints of the runs (default $POLYPLIB_WORK or ~/.cache/polyplib/work)")
+        p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default auto)")
+        p.add_argument("--threads", type=int, help="torch threads per run (default: torch's)")
+        p.add_argument("--only", help="glob on run id or labels, e.g. 'GMSRF-Net*'")
+
+    p = sub.add_parser("list", help="campaigns and their run counts")
+    p.add_argument("--profile", choices=list(PROFILES))
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("plan", help="every run with its status and estimated cost")
+    common(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("run", help="run what is missing (resumes partial runs)")
+    common(p)
+    p.add_argument("--jobs", type=int, default=1, help="runs at once on this machine (default 1)")
+    p.add_argument("--budget", help="stop at the next checkpoint after this long, e.g. 8m, 2h (default: none)")
+    p.add_argument("--launcher", choices=("local", "submitit-local", "slurm"), default="local",
+                   help="local processes (default), submitit's local executor, or SLURM through submitit")
+    p.add_argument("--partition", help="SLURM partition")
+    p.add_argument("--time-min", type=int, default=60, help="SLURM time limit per job in minutes (default 60)")
+    p.add_argument("--gpus-per-job", type=int, help="SLURM GPUs per job")
+    p.add_argument("--cpus-per-job", type=int, help="SLURM CPUs per job")
+    p.add_argument("--parallel", type=int, help="SLURM array jobs running at once")
+    p.add_argument("--wait", action="store_true", help="SLURM: wait for the jobs and report them")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("collect", help="aggregated table of one campaign (mean and sd over seeds)")
+    common(p, campaigns=1)
+    p.add_argument("--metrics", nargs="+", help=f"default: {' '.join(METRICS)}")
+    p.add_argument("--out", help="write CSV here instead of printing")
+    p.set_defaults(func=cmd_collect)

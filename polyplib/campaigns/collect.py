@@ -1,0 +1,82 @@
+"""Tables from the store: one row per run x test set x prompt, means and sd over seeds, per-image scores."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+from polyplib.campaigns.declared import Campaign
+
+LABEL_ORDER = ("model", "strategy", "train", "seed")
+
+
+def result_rows(results: list[dict[str, Any]]) -> "pd.DataFrame":
+    """Summary means of stored results: labels, test set, kind (source / unseen), prompt and every metric."""
+    import pandas as pd
+
+    rows = []
+    for result in results:
+        labels = result["spec"]["labels"]
+        for entry in result["tests"]:
+            kind = "source" if entry["split"] == "test" else "unseen"
+            rows.append({"run_id": result["run_id"], **labels, "test": entry["key"], "kind": kind,
+                         "prompt": entry["prompt"], "n": entry["n"], **entry["means"],
+                         "best_epoch": result["train"]["best_epoch"]})
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
+    if (frame["prompt"] == "none").all():
+        frame = frame.drop(columns="prompt")
+    return frame
+
+
+def aggregate(frame: "pd.DataFrame", metrics: tuple[str, ...] | list[str],
+              by: tuple[str, ...] | None = None) -> "pd.DataFrame":
+    """Mean and sd over seeds of each metric (`<metric>` and `<metric>_sd` columns, `seeds` = runs averaged)."""
+    if frame.empty:
+        return frame
+    by = list(by or [c for c in (*LABEL_ORDER, "test", "kind", "prompt") if c in frame and c != "seed"])
+    grouped = frame.groupby(by, sort=False)
+    out = grouped[list(metrics)].mean()
+    sd = grouped[list(metrics)].std(ddof=1).add_suffix("_sd")
+    out = out.join(sd)
+    out["seeds"] = grouped.size()
+    ordered = [c for m in metrics for c in (m, f"{m}_sd")]
+    return out[[*ordered, "seeds"]].reset_index()
+
+
+def per_image(results: list[dict[str, Any]], test: str, prompt: str = "none") -> "pd.DataFrame":
+    """Per-image scores on one test set (and prompt): one row per run and image, labels beside the scores."""
+    import pandas as pd
+
+    frames = []
+    for result in results:
+        for entry in result["tests"]:
+            if entry["key"] == test and entry["prompt"] == prompt:
+                part = pd.DataFrame(entry["per_image"])
+                for key, value in result["spec"]["labels"].items():
+                    part[key] = value
+                part["run_id"] = result["run_id"]
+                frames.append(part)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def provenance_table(results: list[dict[str, Any]]) -> "pd.DataFrame":
+    """Commit, machine, device, date, wall time and speed of every stored run."""
+    import pandas as pd
+
+    rows = []
+    for r in results:
+        p = r["provenance"]
+        rows.append({"run_id": r["run_id"], **{k: v for k, v in r["spec"]["labels"].items()},
+                     "commit": (p.get("git_commit") or "unknown")[:12], "machine": p.get("machine"),
+                     "device": p.get("device"), "date": p.get("date"), "wall_s": p.get("wall_s"),
+                     "images_per_s": p.get("images_per_s")})
+    return pd.DataFrame(rows)
+
+
+def coverage(campaign: Campaign, results: list[dict[str, Any]]) -> str:
+    """`k of n runs present` for a campaign."""
+    present = {r["run_id"] for r in results}
+    return f"{sum(i in present for i in campaign.run_ids())} of {len(campaign.runs)} runs present"

@@ -1,0 +1,149 @@
+"""The campaigns of the book, declared once per profile: the runs each chapter needs."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from polyplib.campaigns.profiles import PROFILES, BookProfile, dataset_key, profile_settings, test_split
+from polyplib.campaigns.spec import RunSpec, eval_set
+from polyplib.errors import ConfigError
+
+MODEL_LABELS = {"gmsrf": "GMSRF-Net", "unet-original": "U-Net (original)", "unet": "U-Net", "unetplusplus": "U-Net++",
+                "deeplabv3plus": "DeepLabv3+"}
+# GMSRF-Net ablations (Sec. II-B): label -> model options / loss options
+ABLATIONS: dict[str, dict[str, Any]] = {
+    "no CMSA": {"options": {"cmsa": False}},
+    "no MSFS": {"options": {"msfs": False}},
+    "1 GMSRF module": {"options": {"num_modules": 1}},
+    "no deep supervision": {"options": {"deep_supervision": False}},
+    "authors' loss bugs": {"loss_options": {"legacy_bugs": True}},
+}
+JITTERS = (0.05, 0.1, 0.2)  # box jitter as a fraction of the box size per side (Polyp-SAM robustness)
+
+
+@dataclasses.dataclass(frozen=True)
+class Campaign:
+    """A named list of runs one chapter needs."""
+
+    name: str
+    profile: str
+    chapter: str
+    description: str
+    runs: tuple[RunSpec, ...]
+
+    def run_ids(self) -> list[str]:
+        return [spec.run_id for spec in self.runs]
+
+
+def model_options(settings: BookProfile, model: str, **options: Any) -> dict[str, Any]:
+    """Options of `model` under the profile (smoke: small widths/backbones), updated with `options`."""
+    base = settings.gmsrf_options if model == "gmsrf" else settings.baseline_options.get(model, {})
+    return {k: v for k, v in {**base, **options}.items() if v is not None}
+
+
+def tests_for(settings: BookProfile, source: str, keys: tuple[str, ...] | None = None,
+              protocol: str = "gmsrf") -> list[dict[str, Any]]:
+    """The profile's test sets for a model trained on `source` (source: its test split; others: every image)."""
+    return [eval_set(key, *dataset_key(key, settings), test_split(key, source), protocol)
+            for key in keys or settings.test_sets]
+
+
+def segmentation_config(settings: BookProfile, model: str = "gmsrf", source: str | None = None, seed: int | None = None,
+                        options: dict[str, Any] | None = None, **overrides: Any):
+    """The profile's GMSRF recipe (its preset with the profile's `recipe` overrides) for one model, source and seed."""
+    from polyplib.engine import get_preset
+
+    source = source or settings.source
+    dataset, dataset_options = dataset_key(source, settings)
+    return get_preset(settings.gmsrf_preset).replace(
+        model=model, model_options=model_options(settings, model, **(options or {})), dataset=dataset,
+        dataset_options=dataset_options, root=settings.data_root, image_size=settings.image_size,
+        seed=settings.seeds[0] if seed is None else seed, device=settings.device, progress=False,
+        **{**settings.recipe, **overrides})
+
+
+def segmentation_run(settings: BookProfile, model: str = "gmsrf", source: str | None = None, seed: int | None = None,
+                     label: str | None = None, options: dict[str, Any] | None = None, **overrides: Any) -> RunSpec:
+    """A segmentation run: train on `source`, test on every test set of the profile."""
+    source = source or settings.source
+    seed = settings.seeds[0] if seed is None else seed
+    config = segmentation_config(settings, model, source, seed, options, **overrides)
+    return RunSpec.from_config("segmentation", config, tests_for(settings, source), model=label or MODEL_LABELS.get(
+        model, model), train=source, seed=seed)
+
+
+def sam_config(settings: BookProfile, strategy: str = "decoder", seed: int | None = None, **overrides: Any):
+    """The Polyp-SAM recipe (Sec. 2.4, `polyp-sam-paper`) with the profile's `sam_recipe` overrides."""
+    from polyplib.engine import get_preset
+
+    dataset, dataset_options = dataset_key(settings.sam_train, settings)
+    options = {**settings.sam_options, "strategy": strategy}
+    return get_preset("polyp-sam-paper").replace(
+        model=settings.sam_model, model_options=options, dataset=dataset, dataset_options=dataset_options,
+        protocol=settings.sam_test_protocol, root=settings.data_root, image_size=settings.sam_image_size,
+        seed=settings.seeds[0] if seed is None else seed, device=settings.device, progress=False,
+        **{**settings.sam_recipe, **overrides})
+
+
+def sam_prompts(settings: BookProfile) -> list[dict[str, Any]]:
+    """Prompts every Polyp-SAM run is tested with: GT boxes, jittered GT boxes, the cascade, the filled box alone."""
+    detector = segmentation_run(settings, "gmsrf", settings.sam_train, settings.seeds[0])
+    return [{"name": "gt-box", "jitter": 0.0}, *({"name": f"jitter-{j:g}", "jitter": j} for j in JITTERS),
+            {"name": "cascade", "detector": detector.to_dict(), "detector_label": "GMSRF-Net seed "
+             f"{settings.seeds[0]}"}, {"name": "box-fill"}]
+
+
+def sam_run(settings: BookProfile, strategy: str, seed: int) -> RunSpec:
+    """A Polyp-SAM run: fine-tune (`decoder` or `full`), test with every prompt on every test set."""
+    config = sam_config(settings, strategy, seed)
+    tests = tests_for(settings, settings.sam_train, protocol=settings.sam_test_protocol)
+    return RunSpec.from_config("polyp-sam", config, tests, sam_prompts(settings), model=settings.sam_model,
+                               strategy=strategy, train=settings.sam_train, seed=seed)
+
+
+def declare(settings: BookProfile) -> dict[str, Campaign]:
+    """Every campaign of a profile."""
+    name = settings.name
+    comparison = tuple(
+        segmentation_run(settings, model, source, seed)
+        for source in settings.sources for model in ("gmsrf", *settings.baselines) for seed in settings.seeds)
+    ablation_seeds = settings.seeds
+    smoke = {"epochs": 1} if name == "smoke" else {}  # smoke: one optimiser step per variant
+    variants = dict(ABLATIONS)
+    if name == "full":  # the stem-bypassed Res2Net variant runs at 15x the FLOPs: GPU only
+        variants["official variant"] = {"options": {"variant": "official", "backbone": None}}
+    ablations = tuple(
+        segmentation_run(settings, "gmsrf", settings.source, seed, label=label, options=spec.get("options"),
+                         **({"loss_options": spec["loss_options"]} if "loss_options" in spec else {}), **smoke)
+        for label, spec in variants.items() for seed in ablation_seeds)
+    sam = tuple(sam_run(settings, strategy, seed) for strategy in ("decoder", "full") for seed in settings.seeds)
+    return {
+        "cross-dataset": Campaign("cross-dataset", name, "03_training, 04_cross_dataset",
+                                  "GMSRF-Net and the baselines, every source and seed, tested on every test set",
+                                  comparison),
+        "ablations": Campaign("ablations", name, "05_ablations",
+                              "GMSRF-Net without each component (the full network is in cross-dataset)", ablations),
+        "polyp-sam": Campaign("polyp-sam", name, "06_sam_strategies, 07_multicentre",
+                              "Polyp-SAM decoder-only vs full fine-tuning; GT, jittered and cascade box prompts", sam),
+    }
+
+
+def campaigns(profile: str | BookProfile = "smoke") -> dict[str, Campaign]:
+    """The declared campaigns of a profile (by name or settings)."""
+    settings = profile if isinstance(profile, BookProfile) else profile_settings(profile)
+    return declare(settings)
+
+
+def get_campaigns(profile: str | BookProfile, names: list[str] | tuple[str, ...] | None = None) -> list[Campaign]:
+    """The named campaigns of a profile (all when `names` is empty), in declaration order."""
+    declared = campaigns(profile)
+    unknown = [n for n in names or () if n not in declared]
+    if unknown:
+        pname = profile if isinstance(profile, str) else profile.name
+        raise ConfigError(f"unknown campaign(s) {', '.join(unknown)} for profile {pname!r}; "
+                          f"choose from {', '.join(declared)}")
+    return [declared[n] for n in names] if names else list(declared.values())
+
+
+def profile_names() -> list[str]:
+    return list(PROFILES)

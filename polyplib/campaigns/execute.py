@@ -1,0 +1,217 @@
+"""Execute one run: resume or start training in its work folder, evaluate, store the result (skip if stored)."""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import hashlib
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+from polyplib.campaigns.spec import RunSpec
+from polyplib.campaigns.store import RESULT_FORMAT, Store
+from polyplib.errors import DataError
+
+# per-image scores kept in the store (paired statistics); summary means keep every metric
+PER_IMAGE = ("dice", "iou", "meanDice", "meanIoU", "wFm", "Sm", "meanEm", "MAE")
+DIGITS = 5
+
+
+@dataclasses.dataclass
+class Outcome:
+    """What one attempt at a run did: done, skipped (stored already), partial, unavailable or busy."""
+
+    run_id: str
+    status: str
+    detail: str = ""
+
+
+def work_dir(work: str | Path, run_id: str) -> Path:
+    """Where a run keeps its checkpoints and log (outside git)."""
+    return Path(work) / run_id
+
+
+def default_work() -> Path:
+    """$POLYPLIB_WORK, else ~/.cache/polyplib/work: checkpoints and caches of campaign runs."""
+    return Path(os.environ.get("POLYPLIB_WORK") or "~/.cache/polyplib/work").expanduser()
+
+
+def unavailable(spec: RunSpec, root: str | None) -> str | None:
+    """Why a run cannot execute here (a dataset absent under the data root), or None."""
+    from polyplib.data import data_root
+    from polyplib.data.registry import locate
+
+    for name in spec.datasets():
+        try:
+            locate(name, root)
+        except DataError:
+            return f"dataset {name} not found under {data_root(root)}"
+    return None
+
+
+@contextlib.contextmanager
+def run_lock(folder: Path) -> Iterator[bool]:
+    """An exclusive lock on a run's work folder (False: another live process holds it); freed when the holder dies."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def train_run(spec: RunSpec, root: str | None, work: Path, device: str, deadline: float | None):
+    """Train (or resume, or just reopen) the run's model in `work/<id>/train`."""
+    config = spec.train_config(root=root, out_dir=str(work_dir(work, spec.run_id) / "train"), device=device)
+    if spec.kind == "polyp-sam":
+        from polyplib.sam.training import train
+    else:
+        from polyplib.engine import train
+    return train(config, resume=True, deadline=deadline)
+
+
+def sha256_ids(ids: list[str]) -> str:
+    """SHA-256 of ids one per line: the content of a polyplib split file listing them."""
+    return hashlib.sha256("".join(f"{i}\n" for i in ids).encode()).hexdigest()
+
+
+def _per_image(table) -> dict[str, list]:
+    cols = [c for c in PER_IMAGE if c in table.columns]
+    return {"id": table["id"].astype(str).tolist(), **{c: table[c].round(DIGITS).tolist() for c in cols}}
+
+
+def _eval_entry(test: dict[str, Any], prompt: str, result) -> dict[str, Any]:
+    return {"key": test["key"], "split": test["split"], "protocol": test["protocol"], "prompt": prompt,
+            "n": int(result.summary["n"]), "means": {k: round(float(v), 6) for k, v in result.summary["means"].items()},
+            "per_image": _per_image(result.per_image)}
+
+
+def evaluate_run(spec: RunSpec, checkpoint: Path, root: str | None, work: Path, device: str,
+                 deadline: float | None) -> list[dict[str, Any]] | None:
+    """Every test set (x every prompt for Polyp-SAM) of a trained run; None when a detector is still training."""
+    from polyplib.engine.evaluate import evaluate, load_trained_model
+    from polyplib.engine.trainer import resolve_device
+
+    model = load_trained_model(checkpoint, resolve_device(device))[0]
+    size = spec.config["image_size"]
+    entries = []
+    detectors = {}
+    for prompt in spec.prompts:
+        if "detector" in prompt:
+            det = RunSpec.from_dict(prompt["detector"])
+            with run_lock(work_dir(work, det.run_id)) as mine:
+                result = train_run(det, root, work, device, deadline) if mine else None
+            if result is None or not result.complete:
+                return None
+            detectors[prompt["name"]] = (load_trained_model(result.best_checkpoint or result.last_checkpoint,
+                                                            resolve_device(device))[0], det.config["image_size"])
+    for test in spec.tests:
+        common = dict(root=root, split=test["split"], protocol=test["protocol"], image_size=size,
+                      dataset_options=test["options"], overlays=False, progress=False)
+        with tempfile.TemporaryDirectory(prefix="polyplib-eval-") as out:
+            if spec.kind == "segmentation":
+                entries.append(_eval_entry(test, "none", evaluate(model, test["dataset"], out_dir=out, device=device,
+                                                                  **common)))
+                continue
+            from polyplib.sam.cascade import box_fill_predict_fn, evaluate_sam
+
+            for prompt in spec.prompts:
+                sub = Path(out) / prompt["name"]
+                if prompt["name"] == "box-fill":
+                    fn = box_fill_predict_fn(resolve_device(device))
+                    result = evaluate(None, test["dataset"], out_dir=sub, predict_fn=fn, device=device, **common)
+                elif prompt["name"] in detectors:
+                    detector, det_size = detectors[prompt["name"]]
+                    result = evaluate_sam(model, test["dataset"], sub, detector=detector, detector_size=det_size,
+                                          device=device, **common)
+                else:
+                    result = evaluate_sam(model, test["dataset"], sub, jitter=prompt["jitter"], device=device, **common)
+                entries.append(_eval_entry(test, prompt["name"], result))
+    return entries
+
+
+def _provenance(spec: RunSpec, trained, entries: list[dict[str, Any]], root: str | None, device: str,
+                wall_s: float, eval_s: float) -> dict[str, Any]:
+    import torch
+
+    from polyplib.data import data_root
+    from polyplib.engine.checkpoint import load_checkpoint
+    from polyplib.engine.provenance import provenance
+    from polyplib.engine.trainer import resolve_device
+
+    state = load_checkpoint(trained.best_checkpoint or trained.last_checkpoint)
+    splits = {f"{spec.config['dataset']}/{spec.config['protocol']}/{part}": sha256_ids(ids)
+              for part, ids in state.get("split", {}).items()}
+    for entry in entries:
+        tag = f"{entry['key']}/{entry['protocol']}/{entry['split'] or 'all'}"
+        splits.setdefault(tag, sha256_ids(entry["per_image"]["id"]))
+    history = trained.history
+    speeds = [row["images_per_s"] for row in history if "images_per_s" in row]
+    dev = resolve_device(device)
+    return {**provenance(), "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+            "torch_threads": torch.get_num_threads(), "data_root": str(data_root(root)), "split_sha256": splits,
+            "wall_s": round(wall_s, 1), "eval_s": round(eval_s, 1),
+            "train_s": round(sum(row.get("train_time_s", 0.0) for row in history), 1),
+            "images_per_s": round(sum(speeds) / len(speeds), 2) if speeds else None}
+
+
+def execute(spec: RunSpec, store: Store, *, root: str | None = None, work: str | Path | None = None,
+            device: str = "auto", threads: int | None = None, deadline: float | None = None) -> Outcome:
+    """Run `spec` unless its result is stored: resume its `last.pt`, evaluate, write the result atomically."""
+    import torch
+
+    run_id = spec.run_id
+    if store.load(run_id) is not None:
+        return Outcome(run_id, "skipped", "stored already")
+    why = unavailable(spec, root)
+    if why:
+        return Outcome(run_id, "unavailable", why)
+    if threads:
+        torch.set_num_threads(threads)
+    work = Path(work) if work is not None else default_work()
+    start = time.perf_counter()
+    with run_lock(work_dir(work, run_id)) as mine:
+        if not mine:
+            return Outcome(run_id, "busy", "another process is running it")
+        trained = train_run(spec, root, work, device, deadline)
+        if not trained.complete:
+            return Outcome(run_id, "partial", f"stopped by the budget after epoch {len(trained.history)} of "
+                                              f"{spec.config['epochs']}")
+        eval_start = time.perf_counter()
+        checkpoint = trained.best_checkpoint or trained.last_checkpoint
+        entries = evaluate_run(spec, checkpoint, root, work, device, deadline)
+        if entries is None:
+            return Outcome(run_id, "partial", "its cascade detector is not trained yet")
+        now = time.perf_counter()
+        result = {
+            "format": RESULT_FORMAT, "run_id": run_id, "profile": store.profile, "campaign": store.campaign,
+            "spec": spec.to_dict(),
+            "provenance": _provenance(spec, trained, entries, root, device, now - start, now - eval_start),
+            "train": {"best_epoch": trained.best_epoch, "best_metric": trained.best_metric,
+                      "select": spec.config["select"], "epochs": spec.config["epochs"],
+                      "history": [_round_row(row) for row in trained.history]},
+            "tests": entries,
+        }
+        store.save(result)
+    return Outcome(run_id, "done", f"best epoch {trained.best_epoch}")
+
+
+def _round_row(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: round(v, 6) if isinstance(v, float) else v for k, v in row.items() if k != "time"}
+
+
+def epochs_done(work: str | Path, run_id: str) -> int:
+    """Epochs a run's training log records (0 when it has not started)."""
+    log = work_dir(work, run_id) / "train" / "log.jsonl"
+    if not log.is_file():
+        return 0
+    return sum(1 for line in log.read_text().splitlines() if line.strip() and json.loads(line).get("epoch") is not None)

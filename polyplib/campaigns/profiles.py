@@ -1,0 +1,103 @@
+"""Profiles: the sizes, data and recipes one book profile runs every campaign with (smoke, lite, full)."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from polyplib.errors import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class BookProfile:
+    """Sizes, data and recipes of one profile (datasets named by `dataset_key`s)."""
+
+    name: str
+    device: str
+    source: str  # training dataset of the single-source chapters
+    sources: tuple[str, ...]  # the source datasets of the cross-dataset chapter (GMSRF Tables I-II)
+    test_sets: tuple[str, ...]  # every dataset a trained model is tested on
+    sam_train: str  # Polyp-SAM training data
+    synth_n: int  # synthpolyp frames per centre
+    image_size: int
+    sam_image_size: int
+    epochs: int | None  # None: the preset's own (paper) number of epochs
+    max_steps: int | None  # optimiser steps per epoch cap (None: whole epoch)
+    seeds: tuple[int, ...]
+    gmsrf_preset: str
+    gmsrf_options: dict[str, Any]  # extra GMSRF-Net options (smoke: narrow streams)
+    baselines: tuple[str, ...]
+    baseline_options: dict[str, dict[str, Any]]
+    sam_model: str
+    sam_options: dict[str, Any]  # smoke/lite: random-initialised tiny SAM (no weights can be downloaded)
+    sam_test_protocol: str  # split protocol of the Polyp-SAM training/test sets
+    n_examples: int
+    recipe: dict[str, Any] = dataclasses.field(default_factory=dict)  # overrides of the GMSRF-Net preset
+    sam_recipe: dict[str, Any] = dataclasses.field(default_factory=dict)  # overrides of the Polyp-SAM preset
+    data_root: str | None = None
+    cpu_threads: int = 1  # torch threads on a CPU device: small models run fastest (and steadiest) on one
+    from_scratch: bool = True  # no pretrained weights anywhere (labelled on every table)
+    description: str = ""
+
+
+SMOKE_RECIPE = {"epochs": 2, "max_steps_per_epoch": 1, "batch_size": 2, "augment": False, "precision": "fp32",
+                "workers": 0}
+PROFILES: dict[str, BookProfile] = {
+    "smoke": BookProfile(
+        name="smoke", device="cpu", source="synthpolyp-A", sources=("synthpolyp-A",),
+        test_sets=("synthpolyp-A", "synthpolyp-B"), sam_train="synthpolyp-A", synth_n=40, image_size=64,
+        sam_image_size=64, epochs=2, max_steps=1, seeds=(0,), gmsrf_preset="gmsrf-paper",
+        gmsrf_options={"variant": "paper", "backbone": "resnet10t", "width": 0.25},
+        baselines=("unet-original",), baseline_options={"unet-original": {"base_channels": 4, "depth": 2}},
+        sam_model="polyp-sam-tiny", sam_options={"allow_scratch": True}, sam_test_protocol="gmsrf", n_examples=4,
+        recipe=SMOKE_RECIPE, sam_recipe={**SMOKE_RECIPE, "grad_accum": 1, "warmup_epochs": 1},
+        description="CPU, synthetic `synthpolyp` data, tiny models and a few optimiser steps: the numbers check "
+                    "that the pipeline runs end to end and say nothing about the methods' accuracy",
+    ),
+    "lite": BookProfile(
+        name="lite", device="cpu", source="kvasir-seg", sources=("kvasir-seg",), test_sets=("kvasir-seg", "cvc-colondb"),
+        sam_train="kvasir-seg", synth_n=200, image_size=128, sam_image_size=128, epochs=16, max_steps=None,
+        seeds=(0, 1, 2), gmsrf_preset="gmsrf-paper", gmsrf_options={"variant": "paper"},
+        baselines=("unet", "unetplusplus", "deeplabv3plus"), baseline_options={}, sam_model="polyp-sam-tiny",
+        sam_options={"allow_scratch": True}, sam_test_protocol="gmsrf", n_examples=4,
+        recipe={"epochs": 16, "precision": "bf16", "channels_last": True, "workers": 0},
+        sam_recipe={"epochs": 16, "batch_size": 8, "grad_accum": 1, "warmup_epochs": 2, "lr": 1e-4,
+                    "warmup_start_lr": 1e-5, "min_lr": 1e-6, "precision": "bf16", "workers": 0},
+        description="CPU, real Kvasir-SEG -> CVC-ColonDB at 128x128, every model from scratch, the GMSRF paper "
+                    "recipe but fewer epochs",
+    ),
+    "full": BookProfile(
+        name="full", device="cuda", source="kvasir-seg", sources=("kvasir-seg", "cvc-clinicdb"),
+        test_sets=("kvasir-seg", "cvc-clinicdb", "cvc-colondb", "etis", "cvc-300"), sam_train="pranet-train",
+        synth_n=200, image_size=256, sam_image_size=1024, epochs=None, max_steps=None, seeds=(0, 1, 2),
+        gmsrf_preset="gmsrf-paper", gmsrf_options={"variant": "paper"}, baselines=("unet", "unetplusplus", "deeplabv3plus"),
+        baseline_options={}, sam_model="polyp-sam-b", sam_options={}, sam_test_protocol="pranet", n_examples=8,
+        from_scratch=False, description="GPU, real data, the papers' recipes",
+    ),
+}
+
+
+def profile_settings(profile: str = "smoke", **overrides: Any) -> BookProfile:
+    """The settings of `profile`; keyword overrides that are `None` keep the profile's value."""
+    if profile not in PROFILES:
+        raise ConfigError(f"unknown book profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    fields = {f.name for f in dataclasses.fields(BookProfile)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise ConfigError(f"unknown profile setting(s) {unknown}; valid names: {sorted(fields)}")
+    changes = {k: (tuple(v) if isinstance(v, list) else v) for k, v in overrides.items() if v is not None}
+    if changes.get("epochs") is not None:  # the `epochs` parameter of a chapter changes both recipes
+        changes["recipe"] = {**PROFILES[profile].recipe, "epochs": changes["epochs"]}
+        changes["sam_recipe"] = {**PROFILES[profile].sam_recipe, "epochs": changes["epochs"]}
+    return dataclasses.replace(PROFILES[profile], **changes)
+
+
+def dataset_key(key: str, settings: BookProfile) -> tuple[str, dict[str, Any]]:
+    """`load_dataset` name and options of a book dataset key (`synthpolyp-A` = centre A of synthpolyp)."""
+    if key.startswith("synthpolyp-"):
+        return "synthpolyp", {"centre": key.rsplit("-", 1)[1], "n": settings.synth_n}
+    return key, {}
+
+
+def test_split(key: str, source: str) -> str | None:
+    """The split a model trained on `source` is tested on: the source's test split, all of an unseen dataset."""
+    return "test" if key == source else None

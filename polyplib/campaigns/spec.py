@@ -1,0 +1,95 @@
+"""A run (one training + evaluation) as a canonical spec with a stable id: same spec, same id."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from polyplib.engine.config import TrainConfig
+
+from polyplib.errors import ConfigError
+
+SPEC_FORMAT = "polyplib-run-v1"
+KINDS = ("segmentation", "polyp-sam")
+# TrainConfig fields that never change the numbers, so they are not part of a run's identity
+NOT_HASHED = ("root", "out_dir", "progress", "workers", "device")
+
+
+def canonical_json(value: Any) -> str:
+    """Sorted keys, no spaces: the byte string a run id is the hash of."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def eval_set(key: str, dataset: str, options: dict[str, Any], split: str | None, protocol: str) -> dict[str, Any]:
+    """One test set of a run: book key, `load_dataset` name and options, split (None: every image), split protocol."""
+    return {"key": key, "dataset": dataset, "options": dict(options), "split": split, "protocol": protocol}
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    """Model, data, recipe, seed, test sets and (Polyp-SAM) prompts of one run; `labels` only name it in tables."""
+
+    kind: str
+    config: dict[str, Any]  # TrainConfig fields except NOT_HASHED
+    tests: tuple[dict[str, Any], ...]
+    prompts: tuple[dict[str, Any], ...] = ()  # Polyp-SAM: gt-box (jitter), cascade (detector spec), box-fill
+    labels: dict[str, Any] = dataclasses.field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ConfigError(f"run kind {self.kind!r} is not known; choose one of {', '.join(KINDS)}")
+        from polyplib.engine.config import TrainConfig
+
+        TrainConfig.from_dict(self.config)  # every option valid
+        stray = sorted(set(self.config) & set(NOT_HASHED))
+        if stray:
+            raise ConfigError(f"run spec config must not hold {stray}: they are set where the run executes")
+
+    @classmethod
+    def from_config(cls, kind: str, config: "TrainConfig", tests, prompts=(), **labels: Any) -> "RunSpec":
+        """The spec of a TrainConfig (paths, device and progress dropped) with its test sets and prompts."""
+        fields = {k: v for k, v in config.to_dict().items() if k not in NOT_HASHED}
+        return cls(kind, fields, tuple(tests), tuple(prompts), labels)
+
+    def identity(self) -> dict[str, Any]:
+        """Everything that determines the numbers (the labels do not)."""
+        return {"format": SPEC_FORMAT, "kind": self.kind, "config": self.config, "tests": list(self.tests),
+                "prompts": list(self.prompts)}
+
+    @property
+    def run_id(self) -> str:
+        """Short stable hash of `identity()` (12 hex digits of SHA-256)."""
+        return hashlib.sha256(canonical_json(self.identity()).encode()).hexdigest()[:12]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.identity(), "labels": dict(self.labels)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RunSpec":
+        if data.get("format") != SPEC_FORMAT:
+            raise ConfigError(f"run spec format {data.get('format')!r} is not {SPEC_FORMAT!r}")
+        return cls(data["kind"], data["config"], tuple(data["tests"]), tuple(data.get("prompts", ())),
+                   data.get("labels", {}))
+
+    def train_config(self, *, root: str | None, out_dir: str, device: str = "auto", workers: int | None = None,
+                     progress: bool = False) -> "TrainConfig":
+        """The TrainConfig that executes this run on this machine."""
+        from polyplib.engine.config import TrainConfig
+
+        extra = {} if workers is None else {"workers": workers}
+        return TrainConfig.from_dict({**self.config, "root": root, "out_dir": out_dir, "device": device,
+                                      "progress": progress, **extra})
+
+    def datasets(self) -> list[str]:
+        """Every on-disk dataset this run reads (training, tests, a cascade detector's)."""
+        names = [self.config["dataset"], *(t["dataset"] for t in self.tests)]
+        for prompt in self.prompts:
+            if "detector" in prompt:
+                names += RunSpec.from_dict(prompt["detector"]).datasets()
+        return [n for n in dict.fromkeys(names) if n != "synthpolyp"]
+
+    def detectors(self) -> list["RunSpec"]:
+        """The runs whose checkpoints this run's cascade prompts need."""
+        return [RunSpec.from_dict(p["detector"]) for p in self.prompts if "detector" in p]

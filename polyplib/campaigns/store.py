@@ -1,0 +1,79 @@
+"""The results store: one small JSON file per finished run, `results/<profile>/<campaign>/<run-id>.json`."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from polyplib.errors import DataError
+
+RESULT_FORMAT = "polyplib-campaign-result-v1"
+REQUIRED = ("format", "run_id", "profile", "campaign", "spec", "provenance", "train", "tests")
+
+
+def write_json_atomic(path: Path, payload: Any) -> Path:
+    """Write JSON through a temporary file in the same folder and `os.replace` (never a partial file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(json.dumps(payload, separators=(",", ":"), allow_nan=True) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+class Store:
+    """The result files of one campaign of one profile under a results folder."""
+
+    def __init__(self, results_dir: str | Path, profile: str, campaign: str) -> None:
+        self.folder = Path(results_dir) / profile / campaign
+        self.profile, self.campaign = profile, campaign
+
+    def path(self, run_id: str) -> Path:
+        return self.folder / f"{run_id}.json"
+
+    def has(self, run_id: str) -> bool:
+        return self.path(run_id).is_file()
+
+    def load(self, run_id: str) -> dict[str, Any] | None:
+        """The stored result of a run (None when absent); a damaged or foreign file is a one-line DataError."""
+        path = self.path(run_id)
+        return read_result(path, run_id) if path.is_file() else None
+
+    def save(self, result: dict[str, Any]) -> Path:
+        return write_json_atomic(self.path(result["run_id"]), result)
+
+    def results(self, run_ids: list[str] | None = None) -> list[dict[str, Any]]:
+        """Every stored result (or those of `run_ids` that exist), in file-name or `run_ids` order."""
+        if run_ids is None:
+            paths = sorted(self.folder.glob("*.json")) if self.folder.is_dir() else []
+            return [read_result(p, p.stem) for p in paths]
+        return [r for r in (self.load(i) for i in run_ids) if r is not None]
+
+
+def read_result(path: Path, run_id: str) -> dict[str, Any]:
+    """Parse and check one result file."""
+    fix = f"delete {path} to re-run that run"
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataError(f"result file {path} cannot be read ({err}); {fix}") from None
+    except json.JSONDecodeError as err:
+        raise DataError(f"result file {path} is truncated or not JSON ({err.msg} at char {err.pos}); {fix}") from None
+    if not isinstance(data, dict) or data.get("format") != RESULT_FORMAT:
+        found = data.get("format") if isinstance(data, dict) else type(data).__name__
+        raise DataError(f"result file {path} is not a polyplib campaign result (format {found!r}, expected "
+                        f"{RESULT_FORMAT!r}); move it out of the results folder")
+    missing = [k for k in REQUIRED if k not in data]
+    if missing:
+        raise DataError(f"result file {path} lacks {', '.join(missing)}; {fix}")
+    if data["run_id"] != run_id:
+        raise DataError(f"result file {path} holds run {data['run_id']}, not {run_id}; rename or delete it")
+    return data

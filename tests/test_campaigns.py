@@ -1,0 +1,241 @@
+"""Campaigns: stable run ids, an atomic store, skip-if-done, exact resume after SIGKILL, budget, jobs, submitit."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from polyplib.campaigns import Campaign, Context, RunSpec, Store, campaigns, execute, plan, run_campaigns, work_dir
+from polyplib.campaigns.runner import parse_budget
+from polyplib.campaigns.spec import eval_set
+from polyplib.engine import get_preset
+from polyplib.errors import ConfigError, DataError
+
+REPO = Path(__file__).resolve().parents[1]
+TESTS = (eval_set("synthpolyp-A", "synthpolyp", {"centre": "A", "n": 16}, "test", "gmsrf"),
+         eval_set("synthpolyp-B", "synthpolyp", {"centre": "B", "n": 16}, None, "gmsrf"))
+
+
+def tiny_spec(seed: int = 0, epochs: int = 2, **overrides) -> RunSpec:
+    config = get_preset("cpu-tiny", seed=seed, epochs=epochs, **overrides)
+    return RunSpec.from_config("segmentation", config, TESTS, model="U-Net (original)", train="synthpolyp-A", seed=seed)
+
+
+def tiny_campaign(specs) -> Campaign:
+    return Campaign("tiny", "test", "-", "three tiny runs", tuple(specs))
+
+
+def context(tmp_path: Path, name: str) -> Context:
+    return Context(results=str(tmp_path / name / "results"), work=str(tmp_path / name / "work"), device="cpu",
+                   threads=1)
+
+
+def numbers(result: dict) -> dict:
+    """What must be identical between two executions of a run (no times, dates or machine)."""
+    history = [{k: v for k, v in row.items() if k not in ("images_per_s", "train_time_s", "peak_mem_mb")}
+               for row in result["train"]["history"]]
+    return {"spec": result["spec"], "tests": result["tests"], "history": history,
+            "best": (result["train"]["best_epoch"], result["train"]["best_metric"])}
+
+
+def stored(ctx: Context, campaign: Campaign) -> dict:
+    store = ctx.store(campaign)
+    return {spec.run_id: numbers(store.load(spec.run_id)) for spec in campaign.runs}
+
+
+def test_run_id_is_stable_and_changes_with_what_changes_the_numbers():
+    base = tiny_spec()
+    assert base.run_id == tiny_spec().run_id and len(base.run_id) == 12
+    same = RunSpec.from_config("segmentation", get_preset("cpu-tiny", seed=0, root="/elsewhere", out_dir="x/y",
+                                                          device="cuda", workers=4, progress=True),
+                               TESTS, model="another label")
+    assert same.run_id == base.run_id
+    changed = {tiny_spec(seed=1).run_id, tiny_spec(lr=2e-2).run_id, tiny_spec(image_size=32).run_id,
+               tiny_spec(loss_options={"smooth": 2.0}).run_id, base.run_id,
+               RunSpec.from_config("segmentation", get_preset("cpu-tiny", epochs=2), TESTS[:1]).run_id}
+    assert len(changed) == 6
+    assert RunSpec.from_dict(json.loads(json.dumps(base.to_dict()))).run_id == base.run_id
+
+
+def test_declared_campaigns_have_unique_ids_and_share_the_cascade_detector():
+    for profile in ("smoke", "lite", "full"):
+        declared = campaigns(profile)
+        ids = [i for c in declared.values() for i in c.run_ids()]
+        assert len(ids) == len(set(ids)), profile
+    lite = campaigns("lite")
+    assert {len(c.runs) for c in lite.values()} == {12, 15, 6}
+    detector = lite["polyp-sam"].runs[0].detectors()[0]
+    assert detector.run_id in lite["cross-dataset"].run_ids()  # the cascade reuses the trained GMSRF-Net
+
+
+def test_campaign_completes_and_a_second_call_skips_every_run(tmp_path):
+    camp = tiny_campaign([tiny_spec(seed) for seed in range(3)])
+    ctx = context(tmp_path, "a")
+    summary = run_campaigns([camp], ctx, report=lambda _: None)
+    assert summary["counts"] == {"done": 3} and summary["remaining"] == 0
+    files = sorted(Path(ctx.store(camp).folder).glob("*.json"))
+    assert [f.stem for f in files] == sorted(camp.run_ids())
+    result = ctx.store(camp).load(camp.runs[0].run_id)
+    assert {e["key"] for e in result["tests"]} == {"synthpolyp-A", "synthpolyp-B"}
+    unseen = next(e for e in result["tests"] if e["key"] == "synthpolyp-B")
+    assert unseen["n"] == 16 and len(unseen["per_image"]["dice"]) == 16  # unseen centre: every image
+    assert 0 <= unseen["means"]["dice"] <= 1
+    assert abs(sum(unseen["per_image"]["dice"]) / 16 - unseen["means"]["dice"]) < 1e-4
+    prov = result["provenance"]
+    assert {"git_commit", "machine", "device", "torch", "date", "wall_s", "images_per_s", "split_sha256"} <= prov.keys()
+    assert all(len(h) == 64 for h in prov["split_sha256"].values())
+    assert len(result["train"]["history"]) == 2
+    assert sum(f.stat().st_size for f in files) < 100_000
+    again = run_campaigns([camp], ctx, report=lambda _: None)
+    assert again["attempted"] == 0 and again["remaining"] == 0
+    rows = plan([camp], ctx, cost=False)
+    assert [r["status"] for r in rows] == ["done"] * 3
+
+
+SCRIPT = """
+import json, sys
+from polyplib.campaigns import Campaign, Context, RunSpec, run_campaigns
+specs = [RunSpec.from_dict(d) for d in json.load(open(sys.argv[1]))]
+ctx = Context(**json.load(open(sys.argv[2])))
+run_campaigns([Campaign("tiny", "test", "-", "-", tuple(specs))], ctx, report=lambda line: print(line, flush=True))
+"""
+
+
+def _launch(tmp_path: Path, specs, ctx: Context) -> subprocess.Popen:
+    (tmp_path / "specs.json").write_text(json.dumps([s.to_dict() for s in specs]))
+    (tmp_path / "ctx.json").write_text(json.dumps(ctx.__dict__))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    return subprocess.Popen([sys.executable, "-c", SCRIPT, str(tmp_path / "specs.json"), str(tmp_path / "ctx.json")],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+@pytest.mark.slow
+def test_sigkill_in_the_second_run_resumes_it_and_equals_an_uninterrupted_campaign(tmp_path):
+    specs = [tiny_spec(0, epochs=2), tiny_spec(1, epochs=60), tiny_spec(2, epochs=2)]
+    camp = tiny_campaign(specs)
+    ctx = context(tmp_path, "killed")
+    proc = _launch(tmp_path, specs, ctx)
+    log = work_dir(ctx.work, specs[1].run_id) / "train" / "log.jsonl"
+    deadline = time.time() + 240
+    while time.time() < deadline and not (log.is_file() and len(log.read_text().splitlines()) >= 3):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    store = ctx.store(camp)
+    assert store.has(specs[0].run_id) and not store.has(specs[1].run_id), "the kill must land in the second run"
+    first_rows = log.read_text().splitlines()[:2]
+    assert [r["status"] for r in plan([camp], ctx, cost=False)][:2] == ["done", "partial"]
+    summary = run_campaigns([camp], ctx, report=lambda _: None)
+    outcomes = {o["run_id"]: o["status"] for o in summary["outcomes"]}
+    assert outcomes == {specs[1].run_id: "done", specs[2].run_id: "done"}  # the first run is skipped
+    assert log.read_text().splitlines()[:2] == first_rows  # resumed: the epochs before the kill were kept
+    clean = context(tmp_path, "clean")
+    run_campaigns([camp], clean, report=lambda _: None)
+    assert stored(ctx, camp) == stored(clean, camp)
+
+
+@pytest.mark.slow
+def test_budget_stops_at_a_checkpoint_and_the_next_call_finishes(tmp_path):
+    specs = [tiny_spec(0, epochs=40), tiny_spec(1, epochs=2)]
+    camp = tiny_campaign(specs)
+    ctx = context(tmp_path, "budget")
+    first = run_campaigns([camp], ctx, budget=0.5, report=lambda _: None)
+    assert first["counts"] == {"partial": 1} and first["remaining"] == 2
+    status = plan([camp], ctx, cost=False)[0]
+    assert status["status"] == "partial" and status["detail"].startswith("at epoch ")
+    assert 1 <= int(status["detail"].split()[2]) < 40
+    second = run_campaigns([camp], ctx, report=lambda _: None)
+    assert second["counts"] == {"done": 2} and second["remaining"] == 0
+    clean = context(tmp_path, "clean")
+    run_campaigns([camp], clean, report=lambda _: None)
+    assert stored(ctx, camp) == stored(clean, camp)
+
+
+@pytest.mark.slow
+def test_two_jobs_give_the_results_of_one(tmp_path):
+    camp = tiny_campaign([tiny_spec(seed) for seed in range(2)])
+    one, two = context(tmp_path, "one"), context(tmp_path, "two")
+    run_campaigns([camp], one, jobs=1, report=lambda _: None)
+    summary = run_campaigns([camp], two, jobs=2, report=lambda _: None)
+    assert summary["counts"] == {"done": 2}
+    assert stored(one, camp) == stored(two, camp)
+
+
+@pytest.mark.slow
+def test_submitit_local_executor_runs_a_run_end_to_end(tmp_path):
+    camp = tiny_campaign([tiny_spec(0)])
+    ctx = context(tmp_path, "submitit")
+    summary = run_campaigns([camp], ctx, launcher="submitit-local", report=lambda _: None)
+    assert summary["counts"] == {"done": 1} and summary["remaining"] == 0
+    assert (Path(ctx.work) / "submitit").is_dir()
+    clean = context(tmp_path, "clean")
+    run_campaigns([camp], clean, report=lambda _: None)
+    assert stored(ctx, camp) == stored(clean, camp)
+
+
+def test_missing_dataset_is_unavailable_not_a_crash(tmp_path):
+    spec = RunSpec.from_config("segmentation", get_preset("gmsrf-paper", epochs=1), [
+        eval_set("cvc-colondb", "cvc-colondb", {}, None, "gmsrf")])
+    camp = tiny_campaign([spec])
+    ctx = Context(results=str(tmp_path / "r"), root=str(tmp_path / "empty"), work=str(tmp_path / "w"))
+    (tmp_path / "empty").mkdir()
+    row = plan([camp], ctx, cost=False)[0]
+    assert row["status"] == "unavailable" and f"dataset kvasir-seg not found under {tmp_path / 'empty'}" in row["detail"]
+    summary = run_campaigns([camp], ctx, report=lambda _: None)
+    assert summary["counts"] == {"unavailable": 1} and not (tmp_path / "r").exists()
+
+
+def test_truncated_or_foreign_result_file_is_named_in_one_line(tmp_path):
+    spec = tiny_spec()
+    store = Store(tmp_path, "test", "tiny")
+    store.folder.mkdir(parents=True)
+    store.path(spec.run_id).write_text('{"format": "polyplib-campaign-result-v1", "run_id"')
+    with pytest.raises(DataError, match=rf"{spec.run_id}.json is truncated or not JSON"):
+        execute(spec, store, work=tmp_path / "w", device="cpu")
+    store.path(spec.run_id).write_text(json.dumps({"rows": []}))
+    with pytest.raises(DataError, match="is not a polyplib campaign result"):
+        store.load(spec.run_id)
+    assert store.path(spec.run_id).read_text() == json.dumps({"rows": []})  # never overwritten
+
+
+def test_budget_strings():
+    assert parse_budget("8m") == 480 and parse_budget("1h30m") == 5400 and parse_budget("90s") == 90
+    assert parse_budget(None) is None
+    for bad in ("", "soon", "8x", "-3m"):
+        with pytest.raises(ConfigError, match="--budget"):
+            parse_budget(bad)
+
+
+def _cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "polyplib", "campaign", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_cli_list_plan_and_errors(tmp_path):
+    listed = _cli("list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    rows = json.loads(listed.stdout)
+    assert {"name", "profile", "runs"} <= rows[0].keys()
+    assert {(r["profile"], r["name"]): r["runs"] for r in rows}[("lite", "cross-dataset")] == 12
+    (tmp_path / "empty").mkdir()
+    planned = _cli("plan", "lite", "cross-dataset", "--results", str(tmp_path / "r"), "--root", str(tmp_path / "empty"),
+                   "--json")
+    assert planned.returncode == 0, planned.stderr
+    assert {r["status"] for r in json.loads(planned.stdout)} == {"unavailable"}
+    bad = _cli("run", "lite", "no-such-campaign", "--results", str(tmp_path / "r"))
+    assert bad.returncode != 0 and "unknown campaign(s) no-such-campaign" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
+    budget = _cli("run", "smoke", "--budget", "soon", "--results", str(tmp_path / "r"))
+    assert budget.returncode != 0 and "--budget 'soon'" in budget.stderr and "Traceback" not in budget.stderr
+    foreign = tmp_path / "r" / "smoke" / "cross-dataset"
+    foreign.mkdir(parents=True)
+    run_id = campaigns("smoke")["cross-dataset"].run_ids()[0]
+    (foreign / f"{run_id}.json").write_text("{")
+    damaged = _cli("plan", "smoke", "cross-dataset", "--results", str(tmp_path / "r"))
+    assert damaged.returncode != 0 and f"{run_id}.json is truncated" in damaged.stderr
+    assert len(damaged.stderr.strip().splitlines()) == 1
