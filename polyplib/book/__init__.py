@@ -1,28 +1,32 @@
-"""The research book: profiles, recorded `full` results with provenance, papermill runner and Jupyter Book build."""
-from polyplib.book.architecture import GMSRFTrace, block_costs, compare_variants, copy_to_meta, trace_gmsrf
+"""The research book: profiles, campaign results with provenance, chapter reports, papermill runner, HTML build."""
+from polyplib.book.architecture import (
+    GMSRFTrace, block_costs, compare_variants, copy_to_meta, trace_gmsrf, variant_costs,
+)
 from polyplib.book.data import dataset_key, dataset_overview, dataset_statistics, load, samples, split_sizes
-from polyplib.book.experiments import (
-    GMSRF_COLUMNS, PRANET_COLUMNS, RECIPE_FIELDS, ablation_models, checkpoint_of, comparison_models, evaluate_run,
-    load_model, model_options, predict, recipe_table, run_dir, run_grid, train_config,
-)
+from polyplib.book.experiments import RECIPE_FIELDS, load_model, predict, recipe_table
 from polyplib.book.profiles import PROFILES, REPO_ROOT, BookProfile, profile_settings, setup_notebook
+from polyplib.book.reports import (
+    GMSRF_COLUMNS, PRANET_COLUMNS, SAM_COLUMNS, ablation_section, ablation_verdict, sam_paper_side_by_side,
+    sam_strategy_verdict, show_paper_tables, verdict_table, cross_dataset_section, cross_dataset_verdict,
+    gap_figure, image_means, interval_table, learning_curves, paired_table, paper_side_by_side, sam_prompt_section,
+    sam_strategy_section, training_section,
+)
 from polyplib.book.results import (
-    PAPER_COLUMNS, PAPER_NAMES, RESULTS_DIR, full_results_markdown, load_results, paper_comparison,
-    provenance, record_results, results_index, show_full_results, smoke_label,
+    RESULTS_DIR, STORED_PROFILES, CampaignView, campaign, first_result, results_index, smoke_label, stored, stored_views,
 )
-from polyplib.book.runner import (
-    NOTEBOOKS, _cli_book, add_cli, build_html, execute_notebooks, run_book, stage_book,
-)
-from polyplib.book.sam import describe_sam, evaluate_box_fill, evaluate_sam_run, sam_config, sam_label
+from polyplib.book.runner import NOTEBOOKS, add_cli, build_html, execute_notebooks, run_book, stage_book
+from polyplib.book.sam import describe_sam, sam_label
+from polyplib.campaigns.declared import model_options
 
 __all__ = [
-    "PROFILES", "REPO_ROOT", "RESULTS_DIR", "NOTEBOOKS", "BookProfile", "profile_settings", "setup_notebook",
-    "dataset_key", "load", "split_sizes", "dataset_overview", "samples", "dataset_statistics",
-    "GMSRF_COLUMNS", "PRANET_COLUMNS", "RECIPE_FIELDS", "model_options", "run_dir", "train_config", "evaluate_run",
-    "recipe_table", "checkpoint_of", "load_model", "predict", "comparison_models", "ablation_models", "run_grid",
-    "sam_config", "sam_label", "evaluate_sam_run", "describe_sam", "evaluate_box_fill",
-    "GMSRFTrace", "trace_gmsrf", "block_costs", "compare_variants", "copy_to_meta",
-    "PAPER_NAMES", "PAPER_COLUMNS", "paper_comparison", "provenance", "record_results", "load_results",
-    "full_results_markdown", "show_full_results", "smoke_label", "results_index",
+    "PROFILES", "REPO_ROOT", "RESULTS_DIR", "STORED_PROFILES", "NOTEBOOKS", "BookProfile", "profile_settings",
+    "setup_notebook", "dataset_key", "load", "split_sizes", "dataset_overview", "samples", "dataset_statistics",
+    "RECIPE_FIELDS", "recipe_table", "load_model", "predict", "model_options",
+    "GMSRF_COLUMNS", "PRANET_COLUMNS", "SAM_COLUMNS", "CampaignView", "campaign", "stored", "stored_views",
+    "results_index", "first_result", "smoke_label", "verdict_table", "show_paper_tables", "sam_paper_side_by_side",
+    "variant_costs", "ablation_verdict", "sam_strategy_verdict", "training_section", "cross_dataset_section", "cross_dataset_verdict",
+    "ablation_section", "sam_strategy_section", "sam_prompt_section", "paper_side_by_side", "interval_table",
+    "paired_table", "image_means", "gap_figure", "learning_curves",
+    "sam_label", "describe_sam", "GMSRFTrace", "trace_gmsrf", "block_costs", "compare_variants", "copy_to_meta",
     "execute_notebooks", "stage_book", "build_html", "run_book", "add_cli",
 ]

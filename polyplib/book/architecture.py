@@ -102,3 +102,19 @@ def copy_to_meta(model: Any) -> Any:
     from polyplib.models.registry import _copy
 
     return _copy(model, "meta")
+
+
+def variant_costs(settings: Any) -> pd.DataFrame:
+    """Parameters and GFLOPs of the full GMSRF-Net and of each ablation of the profile, at its image size."""
+    import torch
+
+    from polyplib.campaigns.declared import ABLATIONS, model_options
+    from polyplib.models import create_model
+
+    rows = []
+    for label, spec in {"GMSRF-Net": {}, **ABLATIONS}.items():
+        with torch.device("meta"):
+            model = create_model("gmsrf", **model_options(settings, "gmsrf", **spec.get("options", {})))
+        total = block_costs(model, settings.image_size).set_index("block").loc["total"]
+        rows.append({"variant": label, **total.to_dict()})
+    return pd.DataFrame(rows)

@@ -7,14 +7,8 @@ import numpy as np
 import pandas as pd
 
 from polyplib.book.profiles import BookProfile
+from polyplib.campaigns.profiles import dataset_key
 from polyplib.errors import ConfigError
-
-
-def dataset_key(key: str, settings: BookProfile) -> tuple[str, dict[str, Any]]:
-    """`load_dataset` name and options of a book dataset key (`synthpolyp-A` = centre A of synthpolyp)."""
-    if key.startswith("synthpolyp-"):
-        return "synthpolyp", {"centre": key.rsplit("-", 1)[1], "n": settings.synth_n}
-    return key, {}
 
 
 def load(settings: BookProfile, key: str, split: str | None = None, *, image_size: int | None | str = "profile",

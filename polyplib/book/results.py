@@ -1,140 +1,126 @@
-"""Recorded `full` results with provenance, their display and comparison with the papers."""
+"""Campaign results in the book: the live run of a chapter, the stored results of heavier profiles, provenance."""
 from __future__ import annotations
 
-import datetime as dt
-import json
-import platform
-import subprocess
+import dataclasses
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from polyplib import viz
-from polyplib.book.profiles import REPO_ROOT, BookProfile
-from polyplib.errors import DataError
+from polyplib.book.profiles import REPO_ROOT, BookProfile, profile_settings
+from polyplib.campaigns.collect import short_commit
+from polyplib.campaigns import Campaign, Context, Store, coverage, get_campaigns, result_rows, run_campaigns
+from polyplib.campaigns.runner import select
+from polyplib.errors import ConfigError
 
 RESULTS_DIR = REPO_ROOT / "results"
+STORED_PROFILES = ("lite", "full")  # profiles whose results are committed under results/ and rendered by the book
 
 
-def _git_commit() -> str:
-    """HEAD of the checkout this code runs from (with `+dirty` when it has local changes), or `unknown`."""
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
-                               capture_output=True, text=True, check=True)
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+@dataclasses.dataclass
+class CampaignView:
+    """The stored results of one campaign of one profile (with the checkpoints' folder when this machine ran them)."""
+
+    settings: BookProfile
+    campaign: Campaign
+    results: list[dict[str, Any]]
+    work: Path | None = None
+
+    @property
+    def profile(self) -> str:
+        return self.settings.name
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        """One row per run x test set (x prompt): labels, kind and every metric mean."""
+        return result_rows(self.results)
+
+    def coverage(self) -> str:
+        return coverage(self.campaign, self.results)
+
+    def checkpoint(self, run_id: str) -> Path | None:
+        """The selected checkpoint of a run when its work folder is on this machine."""
+        if self.work is None:
+            return None
+        path = self.work / run_id / "train" / "best.pt"
+        return path if path.is_file() else None
+
+    def heading(self) -> str:
+        """Markdown: profile, what it means, coverage and where the numbers came from."""
+        if not self.results:
+            return (f"**Profile `{self.profile}`, campaign `{self.campaign.name}`: no results stored yet** "
+                    f"(0 of {len(self.campaign.runs)} runs). `polyplib campaign run {self.profile} "
+                    f"{self.campaign.name} --root DATA` fills them.")
+        if self.profile == "smoke":  # a live run: no commit or date in the output (nbval compares it)
+            return f"**Live run of campaign `{self.campaign.name}`, profile `smoke`**: {self.coverage()}."
+        prov = [r["provenance"] for r in self.results]
+        commits = sorted({short_commit(p.get("git_commit")) for p in prov})
+        machines = sorted({f"{p.get('machine')}, {p.get('device')}" for p in prov})
+        dates = sorted(p["date"][:10] for p in prov)
+        seeds = sorted({r["spec"]["labels"].get("seed") for r in self.results} - {None})
+        scratch = " Every model is trained **from scratch** (no pretrained weights)." if self.settings.from_scratch else ""
+        return (f"**Profile `{self.profile}`, campaign `{self.campaign.name}`** ({self.settings.description}): "
+                f"{self.coverage()}; seeds {seeds}; commit(s) {', '.join(commits)}; {'; '.join(machines)}; "
+                f"{dates[0]}{' to ' + dates[-1] if dates[-1] != dates[0] else ''}.{scratch}")
 
 
-def provenance(settings: BookProfile, data: list[str] | tuple[str, ...] | None = None) -> dict[str, Any]:
-    """Where a result came from: commit, machine, date, data and seeds."""
-    import torch
-
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else platform.processor() or "cpu"
-    return {
-        "profile": settings.name,
-        "commit": _git_commit(),
-        "machine": f"{platform.node()} ({device}, torch {torch.__version__})",
-        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "data": list(data if data is not None else settings.test_sets),
-        "data_root": settings.data_root,
-        "seeds": list(settings.seeds),
-    }
-
-
-def record_results(name: str, frame: pd.DataFrame, settings: BookProfile, *, data: list[str] | None = None,
-                   results_dir: Path | None = None) -> Path | None:
-    """Save a `full` run's table as `results/<name>.json` (+ `.csv`) with provenance; smoke runs are not recorded."""
-    if settings.name != "full":
-        return None
-    out = Path(results_dir or RESULTS_DIR)
-    out.mkdir(parents=True, exist_ok=True)
-    payload = {"name": name, "provenance": provenance(settings, data), "rows": json.loads(frame.to_json(orient="records"))}
-    (out / f"{name}.json").write_text(json.dumps(payload, indent=1) + "\n")
-    frame.to_csv(out / f"{name}.csv", index=False)
-    return out / f"{name}.json"
+def campaign(settings: BookProfile, name: str, *, run_missing: bool = False, only: str | None = None,
+             results_dir: str | Path | None = None, work: str | Path | None = None) -> CampaignView:
+    """A chapter's campaign: smoke runs it live into a temporary store; lite/full read `results/` and, with
+    `run_missing=True`, first execute the runs still missing there (resuming interrupted ones)."""
+    (declared,) = get_campaigns(settings, [name])
+    if settings.name == "smoke":
+        scratch = Path(tempfile.mkdtemp(prefix=f"polyp-book-{name}-"))
+        results_dir, work = scratch / "results", Path(work or scratch / "work")
+        run_missing = True
+    results_dir = Path(results_dir or RESULTS_DIR)
+    ctx = Context(results=str(results_dir), root=settings.data_root, work=str(work) if work else None,
+                  device=settings.device, threads=settings.cpu_threads if settings.device == "cpu" else None)
+    if run_missing:
+        run_campaigns([declared], ctx, only=only, report=lambda _: None)
+    selected = [s.run_id for s in select(declared, only)]
+    results = Store(results_dir, settings.name, name).results(selected)
+    return CampaignView(settings, declared, results, ctx.work_path)
 
 
-def load_results(name: str, results_dir: Path | None = None) -> pd.DataFrame | None:
-    """The latest committed `full` results called `name` (provenance in `frame.attrs`), or None when there are none."""
-    path = Path(results_dir or RESULTS_DIR) / f"{name}.json"
-    if not path.exists():
-        return None
-    try:
-        payload = json.loads(path.read_text())
-        frame = pd.DataFrame.from_records(payload["rows"])
-        frame.attrs["provenance"] = payload["provenance"]
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
-        raise DataError(f"{path} is not a polyp-book results file ({err}); delete it or re-run the full profile") from err
-    return frame
+def stored(profile: str, name: str, results_dir: str | Path | None = None) -> CampaignView:
+    """The committed results of a campaign of a heavier profile (possibly none)."""
+    settings = profile_settings(profile)
+    (declared,) = get_campaigns(settings, [name])
+    results = Store(Path(results_dir or RESULTS_DIR), profile, name).results(declared.run_ids())
+    return CampaignView(settings, declared, results)
 
 
-def full_results_markdown(name: str, results_dir: Path | None = None) -> tuple[str, pd.DataFrame | None]:
-    """A labelled heading for the committed `full` results of `name` and the table itself (None when absent)."""
-    frame = load_results(name, results_dir)
-    if frame is None:
-        return (f"**Full profile (`{name}`): no results committed yet.** The `full` profile (GPU, real data, paper "
-                "recipes) has not been run for this chapter; run `python -m polyplib book --profile full` on a GPU "
-                f"machine and commit `results/{name}.json`. Only the live smoke run below is shown."), None
-    p = frame.attrs["provenance"]
-    return (f"**Full profile (`{name}`), committed result:** commit `{p['commit']}`, {p['machine']}, {p['date']}, "
-            f"data {', '.join(p['data'])}, seeds {p['seeds']}."), frame
+def stored_views(name: str, exclude: str | None = None, results_dir: str | Path | None = None) -> list[CampaignView]:
+    """The committed views of a campaign for every stored profile other than `exclude` (the chapter's own)."""
+    return [stored(p, name, results_dir) for p in STORED_PROFILES if p != exclude]
 
 
-def show_full_results(name: str, results_dir: Path | None = None, **table_options: Any) -> pd.DataFrame | None:
-    """Display the committed `full` results of `name` with their provenance, or say plainly that none exist."""
-    from IPython.display import Markdown, display
-
-    text, frame = full_results_markdown(name, results_dir)
-    display(Markdown(text))
-    if frame is not None:
-        display(viz.styled_table(frame, caption=f"Full profile: {name}", **table_options))
-    return frame
+def results_index(results_dir: str | Path | None = None) -> pd.DataFrame:
+    """Every committed campaign: profile, campaign, runs present of declared, machines and dates."""
+    rows = []
+    for profile in STORED_PROFILES:
+        for declared in get_campaigns(profile):
+            view = stored(profile, declared.name, results_dir)
+            prov = [r["provenance"] for r in view.results]
+            dates = sorted(p["date"][:10] for p in prov)
+            rows.append({"profile": profile, "campaign": declared.name, "runs": view.coverage(),
+                         "device": ", ".join(sorted({str(p.get("device")) for p in prov})) or "-",
+                         "dates": f"{dates[0]} to {dates[-1]}" if dates else "-"})
+    return pd.DataFrame(rows)
 
 
 def smoke_label(settings: BookProfile) -> None:
-    """Display the label that marks the following outputs as this live run (and what the profile means)."""
+    """Display the label that marks the following outputs as this chapter's live run (and what the profile means)."""
     from IPython.display import Markdown, display
 
-    what = ("CPU, synthetic `synthpolyp` data, tiny models and a few optimiser steps: the numbers check that the "
-            "pipeline runs end to end and say **nothing** about the methods' accuracy"
-            if settings.name == "smoke" else "GPU, real data, the papers' recipes")
-    display(Markdown(f"**Live run, profile `{settings.name}`** ({what})."))
+    display(Markdown(f"**Live run, profile `{settings.name}`** ({settings.description})."))
 
 
-def results_index(results_dir: Path | None = None) -> pd.DataFrame:
-    """Every committed `full` result: name, rows and provenance (empty table when there are none)."""
-    rows = []
-    for path in sorted(Path(results_dir or RESULTS_DIR).glob("*.json")):
-        frame = load_results(path.stem, results_dir)
-        p = frame.attrs["provenance"]
-        rows.append({"result": path.stem, "rows": len(frame), "commit": p["commit"][:12], "machine": p["machine"],
-                     "date": p["date"], "seeds": str(p["seeds"])})
-    return pd.DataFrame(rows, columns=["result", "rows", "commit", "machine", "date", "seeds"])
-
-
-PAPER_NAMES = {"kvasir-seg": "Kvasir-SEG", "cvc-clinicdb": "CVC-ClinicDB", "cvc-colondb": "CVC-ColonDB",
-               "etis": "ETIS", "cvc-300": "CVC-300"}
-PAPER_COLUMNS = {"dice": "dsc", "iou": "miou"}
-
-
-def paper_comparison(results: str, table: str, on: tuple[str, ...] = ("method", "train", "test"),
-                     metrics: tuple[str, ...] = ("dsc", "miou"), results_dir: Path | None = None) -> pd.DataFrame:
-    """A published table beside our committed `full` results (mean over seeds; empty where none are committed)."""
-    from polyplib.paper_results import paper_table
-
-    paper = paper_table(table)
-    on = tuple(c for c in on if c in paper.columns)
-    ours = load_results(results, results_dir)
-    if ours is not None and not set(on) <= set(ours.rename(columns={"model": "method"}).columns):
-        raise DataError(f"results/{results}.json lacks the columns {sorted(on)} needed to join {table}; re-run its chapter")
-    if ours is None:
-        ours = pd.DataFrame(columns=[*on, *metrics], dtype=float)
-    else:
-        ours = ours.rename(columns={"model": "method", **PAPER_COLUMNS}).replace(PAPER_NAMES)
-        if "test" in on and "Kvasir" in set(paper["test"]):  # Polyp-SAM names Kvasir-SEG "Kvasir"
-            ours = ours.replace({"Kvasir-SEG": "Kvasir"})
-        ours = ours.groupby(list(on), as_index=False)[list(metrics)].mean()
-    return viz.paper_vs_ours(paper, ours, on, metrics)
+def first_result(view: CampaignView) -> dict[str, Any]:
+    """The first stored run of a view (a chapter's example run), or a clear error when none is stored."""
+    if not view.results:
+        raise ConfigError(f"no stored result of campaign {view.campaign.name!r} for profile {view.profile!r}; execute "
+                          "the chapter with run_missing=True (or `polyplib campaign run`) first")
+    return view.results[0]

@@ -41,21 +41,24 @@ def _strip_run_metadata(path: Path) -> None:
 
 
 def execute_notebooks(profile: str = "smoke", notebooks: list[str] | None = None, *, out_dir: Path,
-                      data_root: str | None = None, timeout: int = 1800, src_dir: Path | None = None) -> dict[str, float]:
-    """Execute the notebooks with papermill under `profile` into `out_dir`; returns seconds per notebook."""
+                      data_root: str | None = None, timeout: int = 1800, src_dir: Path | None = None,
+                      run_missing: bool = False) -> dict[str, float]:
+    """Execute the notebooks with papermill under `profile` into `out_dir` (`run_missing`: the chapters execute the
+    missing runs of their campaigns into results/ first); returns seconds per notebook."""
     import papermill as pm
 
     profile_settings(profile)  # validate the name before starting kernels
     src_dir = Path(src_dir or REPO_ROOT / "notebooks")
     out_dir.mkdir(parents=True, exist_ok=True)
-    parameters = {"profile": profile} if data_root is None else {"profile": profile, "data_root": str(data_root)}
+    parameters = {"profile": profile, **({} if data_root is None else {"data_root": str(data_root)}),
+                  **({"run_missing": True} if run_missing else {})}
     in_place = out_dir.resolve() == src_dir.resolve()
     timings = {}
     for name in notebooks or NOTEBOOKS:
         src = _notebook_path(name, src_dir)
         dst = out_dir / src.name
         start = time.perf_counter()
-        pm.execute_notebook(src, dst, parameters=None if in_place and profile == "smoke" and data_root is None else parameters,
+        pm.execute_notebook(src, dst, parameters=None if in_place and parameters == {"profile": "smoke"} else parameters,
                             cwd=str(src_dir), kernel_name="python3", progress_bar=False, execution_timeout=timeout)
         timings[src.stem] = time.perf_counter() - start
         if in_place:
@@ -91,13 +94,14 @@ def build_html(stage: Path, out: Path) -> Path:
 
 
 def run_book(profile: str = "smoke", execute: bool = True, notebooks: list[str] | None = None,
-             out: Path | str = REPO_ROOT / "book", *, data_root: str | None = None, in_place: bool = False) -> Path:
+             out: Path | str = REPO_ROOT / "book", *, data_root: str | None = None, in_place: bool = False,
+             run_missing: bool = False) -> Path:
     """Execute the notebooks under `profile` (papermill) and build the HTML book into `out/_build/html`."""
     out = Path(out)
     stage = out / "_build" / "src"
     executed = REPO_ROOT / "notebooks" if in_place else out / "_build" / "executed"
     if execute:
-        timings = execute_notebooks(profile, notebooks, out_dir=executed, data_root=data_root)
+        timings = execute_notebooks(profile, notebooks, out_dir=executed, data_root=data_root, run_missing=run_missing)
         for name, seconds in timings.items():
             print(f"executed {name} ({profile}) in {seconds:.1f} s")
     # notebooks that were not executed now come from the committed copies
@@ -113,13 +117,16 @@ def run_book(profile: str = "smoke", execute: bool = True, notebooks: list[str] 
 
 
 def add_cli(subparsers: argparse._SubParsersAction) -> None:
-    """Add `polyplib book --profile smoke|full [--no-execute] [--notebooks ...]` to the CLI."""
+    """Add `polyplib book --profile smoke|lite|full [--no-execute] [--run-missing] [--notebooks ...]` to the CLI."""
     parser = subparsers.add_parser("book", help="execute the notebooks (papermill) and build the HTML book")
-    parser.add_argument("--profile", choices=sorted(PROFILES), default="smoke")
+    parser.add_argument("--profile", choices=list(PROFILES), default="smoke",
+                        help="smoke (live tiny runs, default); lite/full: render their stored campaign results")
     parser.add_argument("--no-execute", dest="execute", action="store_false",
                         help="build from the committed, executed notebooks")
     parser.add_argument("--notebooks", nargs="+", default=None, help=f"subset of {', '.join(NOTEBOOKS)}")
-    parser.add_argument("--data-root", default=None, help="real data root for the full profile")
+    parser.add_argument("--data-root", default=None, help="real data root for the lite and full profiles")
+    parser.add_argument("--run-missing", action="store_true",
+                        help="lite/full: the chapters first run what their campaigns still miss (into results/)")
     parser.add_argument("--in-place", action="store_true", help="write executed notebooks back into notebooks/")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "book", help="HTML goes to OUT/_build/html")
     parser.set_defaults(func=_cli_book)
@@ -127,5 +134,6 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
 
 def _cli_book(args: argparse.Namespace) -> int:
     """Entry point of `polyplib book`."""
-    run_book(args.profile, args.execute, args.notebooks, args.out, data_root=args.data_root, in_place=args.in_place)
+    run_book(args.profile, args.execute, args.notebooks, args.out, data_root=args.data_root, in_place=args.in_place,
+             run_missing=args.run_missing)
     return 0

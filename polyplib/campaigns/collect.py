@@ -11,6 +11,13 @@ from polyplib.campaigns.declared import Campaign
 LABEL_ORDER = ("model", "strategy", "train", "seed")
 
 
+def short_commit(commit: str | None) -> str:
+    """The first 10 hex digits of a recorded commit, keeping its `+dirty` mark."""
+    if not commit:
+        return "unknown"
+    return commit[:10] + ("+dirty" if commit.endswith("+dirty") else "")
+
+
 def result_rows(results: list[dict[str, Any]]) -> "pd.DataFrame":
     """Summary means of stored results: labels, test set, kind (source / unseen), prompt and every metric."""
     import pandas as pd
@@ -70,7 +77,7 @@ def provenance_table(results: list[dict[str, Any]]) -> "pd.DataFrame":
     for r in results:
         p = r["provenance"]
         rows.append({"run_id": r["run_id"], **{k: v for k, v in r["spec"]["labels"].items()},
-                     "commit": (p.get("git_commit") or "unknown")[:12], "machine": p.get("machine"),
+                     "commit": short_commit(p.get("git_commit")), "machine": p.get("machine"),
                      "device": p.get("device"), "date": p.get("date"), "wall_s": p.get("wall_s"),
                      "images_per_s": p.get("images_per_s")})
     return pd.DataFrame(rows)

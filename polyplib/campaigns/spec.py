@@ -14,7 +14,24 @@ from polyplib.errors import ConfigError
 SPEC_FORMAT = "polyplib-run-v1"
 KINDS = ("segmentation", "polyp-sam")
 # TrainConfig fields that never change the numbers, so they are not part of a run's identity
-NOT_HASHED = ("root", "out_dir", "progress", "workers", "device")
+NOT_HASHED = ("root", "out_dir", "progress", "workers", "device", "save_every_steps")
+# the TrainConfig options of format v1: always part of a run's identity; an option added later is left out of it
+# while it holds its default, so that stored results stay valid when the new option keeps the old behaviour
+V1_OPTIONS = ("model", "model_options", "dataset", "protocol", "train_split", "val_split", "dataset_options",
+              "image_size", "augment", "batch_size", "epochs", "lr", "optimizer", "weight_decay", "schedule",
+              "plateau_patience", "plateau_factor", "warmup_epochs", "warmup_start_lr", "min_lr", "grad_accum",
+              "clip_value", "clip_norm", "precision", "channels_last", "compile", "loss", "loss_options", "select",
+              "seed", "deterministic", "val_every", "max_steps_per_epoch")
+
+
+_MISSING = object()
+
+
+def _defaults() -> dict[str, Any]:
+    """TrainConfig's default value of every option."""
+    from polyplib.engine.config import TrainConfig
+
+    return TrainConfig().to_dict()
 
 
 def canonical_json(value: Any) -> str:
@@ -54,8 +71,11 @@ class RunSpec:
         return cls(kind, fields, tuple(tests), tuple(prompts), labels)
 
     def identity(self) -> dict[str, Any]:
-        """Everything that determines the numbers (the labels do not)."""
-        return {"format": SPEC_FORMAT, "kind": self.kind, "config": self.config, "tests": list(self.tests),
+        """Everything that determines the numbers (the labels do not): the V1 options, and later options that differ
+        from their default."""
+        defaults = _defaults()
+        config = {k: v for k, v in self.config.items() if k in V1_OPTIONS or v != defaults.get(k, _MISSING)}
+        return {"format": SPEC_FORMAT, "kind": self.kind, "config": config, "tests": list(self.tests),
                 "prompts": list(self.prompts)}
 
     @property
@@ -64,7 +84,8 @@ class RunSpec:
         return hashlib.sha256(canonical_json(self.identity()).encode()).hexdigest()[:12]
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.identity(), "labels": dict(self.labels)}
+        """The whole spec (every option, defaults included) and its labels, as stored beside the result."""
+        return {**self.identity(), "config": dict(self.config), "labels": dict(self.labels)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RunSpec":

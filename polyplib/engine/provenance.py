@@ -12,13 +12,17 @@ import polyplib
 
 
 def git_commit() -> str | None:
-    """HEAD of the checkout polyplib is imported from (None outside a git checkout)."""
+    """HEAD of the checkout polyplib is imported from, `+dirty` when tracked files differ (None outside git)."""
+    where = Path(polyplib.__file__).parent
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(polyplib.__file__).parent, capture_output=True,
-                             text=True, timeout=10)
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "polyplib"],
+                               cwd=where.parent, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
+    if out.returncode != 0 or not out.stdout.strip():
+        return None
+    return out.stdout.strip() + ("+dirty" if dirty.returncode == 0 and dirty.stdout.strip() else "")
 
 
 def machine() -> str:
