@@ -11,8 +11,10 @@ from polyplib import book, paper_results
 from polyplib.errors import ConfigError, DataError
 
 
-def test_profiles_smoke_is_cpu_synthetic_and_full_uses_real_data():
-    smoke, full = book.profile_settings("smoke"), book.profile_settings("full")
+def test_profiles_smoke_is_cpu_synthetic_lite_is_cpu_real_and_full_uses_real_data():
+    smoke, lite, full = book.profile_settings("smoke"), book.profile_settings("lite"), book.profile_settings("full")
+    assert lite.device == "cpu" and lite.image_size == 128 and lite.source == "kvasir-seg"
+    assert lite.test_sets == ("kvasir-seg", "cvc-colondb") and lite.from_scratch and len(lite.seeds) == 3
     assert smoke.device == "cpu" and smoke.image_size <= 64 and smoke.epochs <= 2
     assert all(name.startswith("synthpolyp") for name in (*smoke.sources, *smoke.test_sets))
     assert full.device == "cuda" and full.epochs is None and len(full.seeds) >= 3
@@ -54,33 +56,6 @@ def test_smoke_gmsrf_is_narrow():
         model = create_model("gmsrf", **book.model_options(smoke, "gmsrf"))
         paper = create_model("gmsrf", variant="paper")
     assert sum(p.numel() for p in model.parameters()) < 0.3 * sum(p.numel() for p in paper.parameters())
-
-
-def test_record_results_only_for_full_and_round_trips_with_provenance(tmp_path):
-    frame = pd.DataFrame({"model": ["gmsrf", "unet"], "seed": [0, 0], "dice": [0.8125, 0.5]})
-    assert book.record_results("t", frame, book.profile_settings("smoke"), results_dir=tmp_path) is None
-    assert not list(tmp_path.iterdir())
-    full = book.profile_settings("full", data_root="/data/polyps")
-    path = book.record_results("t", frame, full, data=["Kvasir-SEG"], results_dir=tmp_path)
-    assert path == tmp_path / "t.json" and (tmp_path / "t.csv").exists()
-    payload = json.loads(path.read_text())
-    prov = payload["provenance"]
-    assert prov["profile"] == "full" and prov["data"] == ["Kvasir-SEG"] and prov["seeds"] == [0, 1, 2]
-    assert prov["data_root"] == "/data/polyps" and len(prov["commit"]) >= 7 and prov["date"].endswith("Z")
-    loaded = book.load_results("t", tmp_path)
-    pd.testing.assert_frame_equal(loaded, frame)
-    assert loaded.attrs["provenance"] == prov
-    text, table = book.full_results_markdown("t", tmp_path)
-    assert prov["commit"] in text and "Kvasir-SEG" in text and table is not None
-
-
-def test_missing_and_corrupt_results(tmp_path):
-    assert book.load_results("absent", tmp_path) is None
-    text, table = book.full_results_markdown("absent", tmp_path)
-    assert "no results committed yet" in text and table is None
-    (tmp_path / "bad.json").write_text('{"rows": []}')
-    with pytest.raises(DataError, match="bad.json is not a polyp-book results file"):
-        book.load_results("bad", tmp_path)
 
 
 def test_paper_tables_match_the_papers_claims():
@@ -135,9 +110,11 @@ def test_execute_notebooks_injects_the_profile(tmp_path):
 def test_cli_parses_book_options():
     parser = argparse.ArgumentParser()
     book.add_cli(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["book", "--profile", "full", "--no-execute", "--notebooks", "01_data"])
-    assert args.profile == "full" and args.execute is False and args.notebooks == ["01_data"]
-    assert args.func is book._cli_book
+    args = parser.parse_args(["book", "--profile", "lite", "--no-execute", "--notebooks", "01_data", "--run-missing"])
+    assert args.profile == "lite" and args.execute is False and args.notebooks == ["01_data"] and args.run_missing
+    from polyplib.book.runner import _cli_book
+
+    assert args.func is _cli_book
     with pytest.raises(SystemExit):
         parser.parse_args(["book", "--profile", "gpu"])
 
@@ -208,33 +185,6 @@ def test_block_costs_add_up_to_the_total():
     bigger = book.block_costs(model, 128).set_index("block").loc["gmsrf.0", "GFLOPs"]
     assert bigger == pytest.approx(4 * costs.loc["gmsrf.0", "GFLOPs"], rel=0.01)
     assert bigger != pytest.approx(4 * costs.loc["gmsrf.0", "GFLOPs"], rel=1e-6)
-
-
-def test_train_config_shrinks_the_paper_recipe_for_smoke():
-    smoke = book.profile_settings("smoke")
-    config = book.train_config(smoke, "gmsrf", source="synthpolyp-B", seed=7, options={"cmsa": False})
-    assert (config.dataset, config.dataset_options) == ("synthpolyp", {"centre": "B", "n": smoke.synth_n})
-    assert config.model_options == {**smoke.gmsrf_options, "cmsa": False}
-    assert (config.epochs, config.max_steps_per_epoch, config.seed, config.device) == (smoke.epochs, smoke.max_steps, 7, "cpu")
-    assert config.loss == "structure" and config.lr == 1e-4  # the paper's loss and learning rate are kept
-    assert book.model_options(smoke, "gmsrf", backbone=None, width=None) == {"variant": "paper"}
-    table = book.recipe_table(config)
-    assert "out_dir" not in set(table.option) and table.set_index("option").loc["seed", "value"] == "7"
-
-
-def test_paper_comparison_joins_committed_full_results(tmp_path):
-    full = book.profile_settings("full")
-    ours = pd.DataFrame({"model": ["GMSRF-Net", "GMSRF-Net"], "train": ["kvasir-seg"] * 2, "test": ["kvasir-seg"] * 2,
-                         "seed": [0, 1], "dice": [0.90, 0.92], "iou": [0.80, 0.84]})
-    book.record_results("cross", ours, full, results_dir=tmp_path)
-    table = book.paper_comparison("cross", "gmsrf-table-1", results_dir=tmp_path)
-    row = table[(table.method == "GMSRF-Net") & (table.test == "Kvasir-SEG")].iloc[0]
-    assert row["dsc ours"] == pytest.approx(0.91) and row["dsc Δ"] == pytest.approx(0.91 - 0.9263)
-    assert row["miou ours"] == pytest.approx(0.82)
-    assert table["dsc ours"].notna().sum() == 1  # nothing else was run
-    index = book.results_index(tmp_path)
-    assert index.result.tolist() == ["cross"] and index.rows.tolist() == [2]
-    assert book.results_index(tmp_path / "none").empty
 
 
 def test_run_book_without_execution_builds_every_chapter(tmp_path):

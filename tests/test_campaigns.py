@@ -86,7 +86,7 @@ def test_campaign_completes_and_a_second_call_skips_every_run(tmp_path):
     assert 0 <= unseen["means"]["dice"] <= 1
     assert abs(sum(unseen["per_image"]["dice"]) / 16 - unseen["means"]["dice"]) < 1e-4
     prov = result["provenance"]
-    assert {"git_commit", "machine", "device", "torch", "date", "wall_s", "images_per_s", "split_sha256"} <= prov.keys()
+    assert {"commit", "machine", "device", "torch", "date", "wall_s", "images_per_s", "split_sha256"} <= prov.keys()
     assert all(len(h) == 64 for h in prov["split_sha256"].values())
     assert len(result["train"]["history"]) == 2
     assert sum(f.stat().st_size for f in files) < 100_000

@@ -55,7 +55,7 @@ class CampaignView:
         if self.profile == "smoke":  # a live run: no commit or date in the output (nbval compares it)
             return f"**Live run of campaign `{self.campaign.name}`, profile `smoke`**: {self.coverage()}."
         prov = [r["provenance"] for r in self.results]
-        commits = sorted({short_commit(p.get("git_commit")) for p in prov})
+        commits = sorted({short_commit(p.get("commit")) for p in prov})
         machines = sorted({f"{p.get('machine')}, {p.get('device')}" for p in prov})
         dates = sorted(p["date"][:10] for p in prov)
         seeds = sorted({r["spec"]["labels"].get("seed") for r in self.results} - {None})

@@ -77,7 +77,7 @@ def provenance_table(results: list[dict[str, Any]]) -> "pd.DataFrame":
     for r in results:
         p = r["provenance"]
         rows.append({"run_id": r["run_id"], **{k: v for k, v in r["spec"]["labels"].items()},
-                     "commit": short_commit(p.get("git_commit")), "machine": p.get("machine"),
+                     "commit": short_commit(p.get("commit")), "machine": p.get("machine"),
                      "device": p.get("device"), "date": p.get("date"), "wall_s": p.get("wall_s"),
                      "images_per_s": p.get("images_per_s")})
     return pd.DataFrame(rows)

@@ -1,0 +1,92 @@
+"""The book's view of stored campaign results: coverage, tables, intervals, paired verdicts, paper tables."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from polyplib import book
+from polyplib.campaigns import RESULT_FORMAT, Store, campaigns
+
+N_SOURCE, N_UNSEEN = 20, 60
+
+
+def fake_result(spec, rng, unseen_mean: float, profile: str = "lite", campaign: str = "cross-dataset") -> dict:
+    """A stored result in the store's format with per-image Dice drawn around known means."""
+    tests = []
+    for t, n, mean in ((spec.tests[0], N_SOURCE, 0.8), (spec.tests[1], N_UNSEEN, unseen_mean)):
+        dice = np.clip(rng.normal(mean, 0.05, n), 0, 1).round(5)
+        ids = [f"{t['key']}-{i}" for i in range(n)]
+        tests.append({"key": t["key"], "split": t["split"], "protocol": "gmsrf", "prompt": "none", "n": n,
+                      "means": {"dice": float(dice.mean()), "iou": float(dice.mean()) * 0.8},
+                      "per_image": {"id": ids, "dice": dice.tolist(), "iou": (dice * 0.8).tolist()}})
+    return {"format": RESULT_FORMAT, "run_id": spec.run_id, "profile": profile, "campaign": campaign,
+            "spec": spec.to_dict(), "train": {"best_epoch": 3, "best_metric": 0.7, "select": "dice", "epochs": 10,
+                                              "history": [{"epoch": 0, "train_loss": 1.0, "val_dice": 0.5}]},
+            "provenance": {"commit": "0123456789abcdef+dirty", "machine": "test cpu", "device": "cpu",
+                           "date": "2026-12-01T10:00:00+00:00", "train_s": 60.0, "images_per_s": 9.5},
+            "tests": tests}
+
+
+@pytest.fixture
+def stored_lite(tmp_path):
+    """GMSRF-Net 0.10 Dice better than U-Net on the unseen centre, U-Net++ equal to GMSRF-Net, seeds 0 and 1."""
+    rng = np.random.default_rng(0)
+    store = Store(tmp_path, "lite", "cross-dataset")
+    unseen = {"GMSRF-Net": 0.7, "U-Net": 0.6, "U-Net++": 0.7}
+    for spec in campaigns("lite")["cross-dataset"].runs:
+        if spec.labels["model"] in unseen and spec.labels["seed"] in (0, 1):
+            store.save(fake_result(spec, rng, unseen[spec.labels["model"]]))
+    return tmp_path
+
+
+def test_stored_view_counts_runs_and_names_provenance(stored_lite, tmp_path):
+    view = book.stored("lite", "cross-dataset", stored_lite)
+    assert view.coverage() == "6 of 12 runs present"
+    heading = view.heading()
+    assert "0123456789+dirty" in heading and "test cpu" in heading and "from scratch" in heading
+    assert "seeds [0, 1]" in heading
+    empty = book.stored("lite", "ablations", stored_lite)
+    assert "no results stored yet" in empty.heading() and "0 of 10" in empty.heading()
+    assert book.stored_views("cross-dataset", exclude="lite", results_dir=stored_lite)[0].profile == "full"
+
+
+def test_tables_intervals_and_paired_verdicts(stored_lite):
+    view = book.stored("lite", "cross-dataset", stored_lite)
+    frame = view.frame
+    assert set(frame.kind) == {"source", "unseen"} and len(frame) == 12
+    intervals = book.interval_table(view).set_index(["model", "test"])
+    gmsrf = intervals.loc[("GMSRF-Net", "cvc-colondb")]
+    seed_mean = book.image_means(view, "cvc-colondb")["GMSRF-Net"].mean()
+    assert gmsrf["dice"] == pytest.approx(seed_mean) and gmsrf["images"] == N_UNSEEN
+    low, high = (float(x) for x in gmsrf["95% CI"].strip("[]").split(","))
+    assert low < 0.7 < high
+    paired = book.paired_table(view).set_index("comparison")
+    assert list(paired["test"].unique()) == ["cvc-colondb"]  # the unseen centre only
+    assert paired.loc["GMSRF-Net − U-Net", "verdict"] == "reference better"
+    assert paired.loc["GMSRF-Net − U-Net", "Δ dice"] == pytest.approx(0.1, abs=0.02)
+    assert paired.loc["GMSRF-Net − U-Net++", "verdict"] == "no clear difference"
+    verdict = book.cross_dataset_verdict(view)
+    assert verdict["verdict"] == "partly supported" and "U-Net" in verdict["text"]
+    table = book.verdict_table(stored_lite)
+    assert table.loc[table.profile == "lite", "verdict"].tolist() == ["partly supported"]
+
+
+def test_paper_table_beside_ours_matches_method_source_and_kind(stored_lite):
+    view = book.stored("lite", "cross-dataset", stored_lite)
+    side = book.paper_side_by_side(view, "gmsrf-table-1").set_index(["method", "kind"])
+    row = side.loc[("GMSRF-Net", "unseen")]
+    ours = view.frame.query("model == 'GMSRF-Net' and kind == 'unseen'")["dice"].mean()
+    assert row["dsc ours"] == pytest.approx(ours) and row["dsc paper"] == 0.8755
+    assert row["dsc Δ"] == pytest.approx(ours - 0.8755) and row["our test set"] == "cvc-colondb"
+    assert row["test"] == "CVC-ClinicDB"  # the paper's unseen set differs from ours, and the table says so
+    assert book.paper_side_by_side(view, "gmsrf-table-2").empty  # no CVC-ClinicDB source run in lite
+
+
+def test_campaign_view_runs_the_smoke_campaign_into_a_temporary_store(tmp_path):
+    settings = book.profile_settings("smoke")
+    view = book.campaign(settings, "cross-dataset", only="GMSRF-Net*")
+    assert view.coverage() == "1 of 2 runs present" and view.checkpoint(view.results[0]["run_id"]).is_file()
+    assert not (book.RESULTS_DIR / "smoke").exists()
+    frame = view.frame
+    assert set(frame.test) == {"synthpolyp-A", "synthpolyp-B"}
+    assert frame.set_index("test").loc["synthpolyp-B", "n"] == settings.synth_n  # the unseen centre: every frame
+    assert isinstance(book.recipe_table(view.results[0]["spec"]["config"]), pd.DataFrame)
