@@ -5,6 +5,7 @@ import pytest
 
 from polyplib import book
 from polyplib.campaigns import RESULT_FORMAT, Store, campaigns
+from polyplib import errors as book_errors
 
 N_SOURCE, N_UNSEEN = 20, 60
 
@@ -90,3 +91,25 @@ def test_campaign_view_runs_the_smoke_campaign_into_a_temporary_store(tmp_path):
     assert set(frame.test) == {"synthpolyp-A", "synthpolyp-B"}
     assert frame.set_index("test").loc["synthpolyp-B", "n"] == settings.synth_n  # the unseen centre: every frame
     assert isinstance(book.recipe_table(view.results[0]["spec"]["config"]), pd.DataFrame)
+
+
+def test_figures_of_trained_runs_are_stored_with_provenance_and_picked_by_stored_scores(tmp_path):
+    import json
+
+    settings = book.profile_settings("smoke")
+    view = book.campaign(settings, "cross-dataset", results_dir=tmp_path / "unused", work=tmp_path / "work")
+    results = tmp_path / "results"
+    store = Store(results, "smoke", "cross-dataset")
+    for result in view.results:  # the live smoke store is temporary: keep its results for the figures
+        store.save(result)
+    written = book.render_figures("smoke", results_dir=results, work=tmp_path / "work")
+    assert [p.name for p in written] == ["qualitative-unseen.png", "cmsa-unseen.png"]
+    meta = json.loads(written[0].with_suffix(".json").read_text())
+    gmsrf = next(r for r in view.results if r["spec"]["labels"]["model"] == "GMSRF-Net")
+    entry = next(e for e in gmsrf["tests"] if e["key"] == "synthpolyp-B")
+    scores = dict(zip(entry["per_image"]["id"], entry["per_image"]["dice"]))
+    assert scores[meta["ids"]["best"]] == max(scores.values()) and scores[meta["ids"]["worst"]] == min(scores.values())
+    assert meta["runs"]["GMSRF-Net"] == gmsrf["run_id"] and "commit" in meta and meta["test"] == "synthpolyp-B"
+    assert all(p.stat().st_size < 400_000 for p in written)
+    with pytest.raises(book_errors.ConfigError, match="need the stored runs and checkpoints"):
+        book.render_figures("smoke", results_dir=results, work=tmp_path / "elsewhere")

@@ -3,6 +3,7 @@ from polyplib.book.architecture import (
     GMSRFTrace, block_costs, compare_variants, copy_to_meta, trace_gmsrf, variant_costs,
 )
 from polyplib.book.data import dataset_key, dataset_overview, dataset_statistics, load, samples, split_sizes
+from polyplib.book.figures import pick_frames, render_figures, show_figure
 from polyplib.book.experiments import RECIPE_FIELDS, load_model, predict, recipe_table
 from polyplib.book.profiles import PROFILES, REPO_ROOT, BookProfile, profile_settings, setup_notebook
 from polyplib.book.reports import (
@@ -28,5 +29,5 @@ __all__ = [
     "ablation_section", "sam_strategy_section", "sam_prompt_section", "paper_side_by_side", "interval_table",
     "paired_table", "image_means", "gap_figure", "learning_curves",
     "sam_label", "describe_sam", "GMSRFTrace", "trace_gmsrf", "block_costs", "compare_variants", "copy_to_meta",
-    "execute_notebooks", "stage_book", "build_html", "run_book", "add_cli",
+    "pick_frames", "render_figures", "show_figure", "execute_notebooks", "stage_book", "build_html", "run_book", "add_cli",
 ]

@@ -186,17 +186,18 @@ def cross_dataset_verdict(view: CampaignView) -> dict[str, Any]:
     return {"claim": claim, "ours": ours, "verdict": verdict, "text": text}
 
 
-def training_section(view: CampaignView) -> None:
-    """Chapter 3 for one profile: learning curves of every model and the selected epochs."""
+def training_section(view: CampaignView) -> bool:
+    """Chapter 3 for one profile: learning curves of every model and the selected epochs (False: nothing stored)."""
     _md(view.heading())
     if not view.results:
-        return
+        return False
     _fig(learning_curves(view))
     best = pd.DataFrame([{**r["spec"]["labels"], "best epoch": r["train"]["best_epoch"],
                           "of": r["train"]["epochs"], "best val Dice": r["train"]["best_metric"],
                           "img/s": r["provenance"].get("images_per_s"), "train (min)": r["provenance"]["train_s"] / 60}
                          for r in view.results]).drop(columns=["train"], errors="ignore")
     _table(best, f"{view.profile}: checkpoint selected on the source validation split", precision=3)
+    return True
 
 
 def ablation_section(view: CampaignView, reference: CampaignView) -> dict[str, Any] | None:
@@ -343,6 +344,8 @@ def sam_paper_side_by_side(view: CampaignView, table: str) -> pd.DataFrame:
     gt = frame[frame["prompt"] == "gt-box"].assign(test=lambda f: f["test"].map(lambda t: SAM_TEST_NAMES.get(t, t)))
     ours = gt.groupby(["strategy", "test"], sort=False)[["dice", "iou"]].mean().reset_index()
     ours = ours.rename(columns={"dice": "dsc", "iou": "miou"})
+    if not set(ours["test"]) & set(paper["test"]):
+        return pd.DataFrame()  # none of our test sets is in the paper's table (e.g. the synthetic centres)
     label = f"{view.settings.sam_model}{' (scratch)' if view.settings.from_scratch else ''}, {view.profile}"
     if "strategy" in paper:
         ours["source"] = label

@@ -127,6 +127,10 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--data-root", default=None, help="real data root for the lite and full profiles")
     parser.add_argument("--run-missing", action="store_true",
                         help="lite/full: the chapters first run what their campaigns still miss (into results/)")
+    parser.add_argument("--figures", action="store_true",
+                        help="lite/full: first render the figures that need data and checkpoints into "
+                             "results/<profile>/figures/")
+    parser.add_argument("--work", default=None, help="checkpoints of the campaign runs (default $POLYPLIB_WORK)")
     parser.add_argument("--in-place", action="store_true", help="write executed notebooks back into notebooks/")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "book", help="HTML goes to OUT/_build/html")
     parser.set_defaults(func=_cli_book)
@@ -134,6 +138,11 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
 
 def _cli_book(args: argparse.Namespace) -> int:
     """Entry point of `polyplib book`."""
+    if args.figures:
+        from polyplib.book.figures import render_figures
+
+        for path in render_figures(args.profile, data_root=args.data_root, work=args.work):
+            print(f"rendered {path}")
     run_book(args.profile, args.execute, args.notebooks, args.out, data_root=args.data_root, in_place=args.in_place,
              run_missing=args.run_missing)
     return 0
