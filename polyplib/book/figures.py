@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from polyplib import viz
+from polyplib.atomic import atomic_write
 from polyplib.book.results import RESULTS_DIR, stored
 from polyplib.campaigns import MODEL_LABELS, default_work
 from polyplib.campaigns.store import write_json_atomic
@@ -38,11 +39,9 @@ def _save(fig, path: Path, meta: dict[str, Any]) -> Path:
 
     from polyplib.engine.provenance import provenance
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=72, bbox_inches="tight")
+    with atomic_write(path, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=72, bbox_inches="tight")
     plt.close(fig)
-    tmp.replace(path)
     recorded = provenance()
     write_json_atomic(path.with_suffix(".json"), {"figure": path.name, "commit": recorded.pop("git_commit"),
                                                   **recorded, **meta})

@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from polyplib.atomic import atomic_write
 from polyplib.errors import DataError
 
 RESULT_FORMAT = "polyplib-campaign-result-v1"
@@ -14,18 +13,9 @@ REQUIRED = ("format", "run_id", "profile", "campaign", "spec", "provenance", "tr
 
 
 def write_json_atomic(path: Path, payload: Any) -> Path:
-    """Write JSON through a temporary file in the same folder and `os.replace` (never a partial file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(json.dumps(payload, separators=(",", ":"), allow_nan=True) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write compact JSON atomically (`polyplib.atomic.atomic_write`)."""
+    with atomic_write(path) as handle:
+        handle.write(json.dumps(payload, separators=(",", ":"), allow_nan=True) + "\n")
     return path
 
 
