@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -113,8 +114,14 @@ def _folder_extras(folder: Path) -> dict:
 
 def load_dataset(name: str, root: str | os.PathLike | None = None, split: str | None = None, *,
                  image_size: int | None = 256, augment: bool = False, seed: int = 0, protocol: str = "gmsrf",
-                 split_seed: int | None = None, check: bool = True, **options) -> PolypDataset:
-    """A registered dataset (or one split of it); synthpolyp options: n, centre ('A'|'B'), synth_seed."""
+                 split_seed: int | None = None, check: bool = True, mask_threshold: int = 127,
+                 **options) -> PolypDataset:
+    """A registered dataset (or one split of it); synthpolyp options: n, centre ('A'|'B'), synth_seed.
+
+    `mask_threshold`: 8-bit masks are foreground where grey > it (127; 0 is the Polyp-SAM notebooks' `gt > 0`).
+    """
+    if not isinstance(mask_threshold, int) or isinstance(mask_threshold, bool) or not 0 <= mask_threshold < 255:
+        raise ConfigError(f"mask_threshold={mask_threshold!r} must be an integer in [0, 254] (grey > threshold)")
     get_spec(name)
     synth = synth_options(name, options)
     if name == "synthpolyp":
@@ -123,7 +130,8 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, split: str | 
         reader = _SynthReader(synth["centre"], synth["synth_seed"])
     else:
         folder = locate(name, root)[0]
-        pairs, tag, where, reader = find_pairs(name, root), name, str(folder), read_pair
+        pairs, tag, where = find_pairs(name, root), name, str(folder)
+        reader = read_pair if mask_threshold == 127 else partial(read_pair, mask_threshold=mask_threshold)
         extras = _folder_extras(folder)
     if split is not None:
         table = get_split(name, protocol, root, split_seed, ids=[pair.id for pair in pairs])
