@@ -19,13 +19,16 @@ class EmbeddingDecoder(nn.Module):
 
     extra_inputs = ("boxes", "hw")
 
-    def __init__(self, model: PolypSAM) -> None:
+    def __init__(self, model: PolypSAM, hw: tuple[int, int] | None = None) -> None:
         super().__init__()
         self.model = model
+        self.hw = hw
 
-    def forward(self, embeddings: torch.Tensor, boxes: torch.Tensor, hw: torch.Tensor) -> torch.Tensor:
-        """Logits [B,1,H,W] at the images' original size `hw` [B,2] from embeddings [B,C,h,w] and pixel boxes."""
-        return self.model.decode(embeddings, boxes, tuple(int(v) for v in hw[0]))
+    def forward(self, embeddings: torch.Tensor, boxes: torch.Tensor, hw: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits [B,1,H,W] at the images' original size `hw` [B,2] (else the fixed `self.hw`) from embeddings
+        [B,C,h,w] and boxes in image pixels."""
+        size = tuple(int(v) for v in hw[0]) if hw is not None else self.hw
+        return self.model.decode(embeddings, boxes, size)
 
 
 class SamRun(_Run):
@@ -39,6 +42,9 @@ class SamRun(_Run):
     native_resolution = True
 
     def __init__(self, config: TrainConfig, resume: bool) -> None:
+        if config.augment:
+            raise ConfigError("augment=true: Polyp-SAM trains on original-resolution images without augmentation (as "
+                              "the paper and the notebooks; cached embeddings would be stale too); set augment=false")
         super().__init__(config, resume)
         if not isinstance(self.model, PolypSAM):
             raise ConfigError(f"model {config.model!r} is not a Polyp-SAM model; use `polyplib train` for it")
@@ -49,15 +55,12 @@ class SamRun(_Run):
             (self.out / "sam.json").write_text(json.dumps(
                 {"pretrained_source": self.model.pretrained_source, "strategy": self.model.strategy,
                  "preprocess": self.model.preprocess, "encoder_size": self.model.image_size,
-                 "recipe": config.recipe, "loss": config.loss, "loss_options": config.loss_options,
+                 "recipe": self.model.recipe, "loss": config.loss, "loss_options": config.loss_options,
                  "batch_size": config.batch_size, "grad_accum": config.grad_accum,
                  "precision": config.precision}, indent=2) + "\n")
         opts = self.model.prompts
         boxes = dict(per_component=opts.per_component, max_boxes=opts.max_boxes, seed=config.seed)
         if self.model.strategy == "decoder" and opts.cache_embeddings:
-            if config.augment:
-                raise ConfigError("augment=true changes images every epoch, so cached embeddings would be stale; "
-                                  "set augment=false or model_options.cache_embeddings=false")
             cache = EmbeddingCache(self.model, opts.cache_dir)
             show = config.progress and self.info.is_main
             self.train_ds = CachedEmbeddingDataset(self.train_ds, cache, jitter=opts.box_jitter, **boxes,
