@@ -54,6 +54,11 @@ def binarize_mask(grey: np.ndarray, threshold: int = 127) -> np.ndarray:
     return (grey > (threshold if grey.max(initial=0) > 1 else 0)).astype(np.uint8)
 
 
+def read_grey(path: Path) -> np.ndarray:
+    """A mask file's grey levels, uint8 [H, W], not binarised."""
+    return _open(path, "L")
+
+
 def read_mask(path: Path, threshold: int = 127) -> np.ndarray:
     """Binary {0, 1} uint8 [H, W]."""
     return binarize_mask(_open(path, "L"), threshold)
