@@ -112,7 +112,8 @@ def comparison_models(settings: BookProfile) -> dict[str, dict[str, Any]]:
 
 
 def ablation_models(settings: BookProfile) -> dict[str, dict[str, Any]]:
-    """GMSRF-Net ablations (Sec. II-B): CMSA, MSFS, number of modules, deep supervision, loss bugs, variant."""
+    """GMSRF-Net ablations (Sec. II-B): CMSA, MSFS, number of modules, deep supervision, loss bugs, the paper's
+    literal fusion order (Eq. 2-3) and CMSA without activation (Eq. 1), variant."""
     specs = {
         "GMSRF-Net": {"model": "gmsrf"},
         "no CMSA": {"model": "gmsrf", "options": {"cmsa": False}},
@@ -120,6 +121,8 @@ def ablation_models(settings: BookProfile) -> dict[str, dict[str, Any]]:
         "1 GMSRF module": {"model": "gmsrf", "options": {"num_modules": 1}},
         "no deep supervision": {"model": "gmsrf", "options": {"deep_supervision": False}},
         "official loss bugs": {"model": "gmsrf", "loss_options": {"legacy_bugs": True}},
+        "Eq. 2-3 fusion": {"model": "gmsrf", "options": {"fusion": "paper"}},
+        "Eq. 1 CMSA (no sigmoid)": {"model": "gmsrf", "options": {"cmsa_gate": "linear"}},
     }
     if settings.name == "full":  # the stem-bypassed Res2Net variant runs at 15x the FLOPs: GPU only
         specs["official variant"] = {"model": "gmsrf", "options": {"variant": "official", "backbone": None}}
