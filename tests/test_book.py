@@ -237,6 +237,20 @@ def test_paper_comparison_joins_committed_full_results(tmp_path):
     assert book.results_index(tmp_path / "none").empty
 
 
+def test_polyp_sam_tables_are_compared_with_the_monai_protocol(tmp_path):
+    full = book.profile_settings("full")
+    ours = pd.DataFrame({"model": ["Polyp-SAM-B"], "test": ["cvc-colondb"], "seed": [0], "dice": [0.80],
+                         "iou": [0.70], "monaiDice": [0.85], "monaiIoU": [0.75]})
+    book.record_results("sam-held-out", ours, full, results_dir=tmp_path)
+    table = book.paper_comparison("sam-held-out", "polyp-sam-table-3", on=("method", "test"), results_dir=tmp_path)
+    row = table[(table.method == "Polyp-SAM-B") & (table.test == "CVC-ColonDB")].iloc[0]
+    assert row["dsc ours"] == pytest.approx(0.85) and row["miou ours"] == pytest.approx(0.75)
+    assert table.attrs["ours_protocol"] == "monai"
+    book.record_results("sam-old", ours.drop(columns=["monaiDice", "monaiIoU"]), full, results_dir=tmp_path)
+    older = book.paper_comparison("sam-old", "polyp-sam-table-3", on=("method", "test"), results_dir=tmp_path)
+    assert older.attrs["ours_protocol"] == "per-image" and older["dsc ours"].max() == pytest.approx(0.80)
+
+
 def test_run_book_without_execution_builds_every_chapter(tmp_path):
     html = book.run_book(execute=False, out=tmp_path)
     assert html == tmp_path / "_build" / "html"

@@ -118,23 +118,33 @@ def results_index(results_dir: Path | None = None) -> pd.DataFrame:
 PAPER_NAMES = {"kvasir-seg": "Kvasir-SEG", "cvc-clinicdb": "CVC-ClinicDB", "cvc-colondb": "CVC-ColonDB",
                "etis": "ETIS", "cvc-300": "CVC-300"}
 PAPER_COLUMNS = {"dice": "dsc", "iou": "miou"}
+SAM_PAPER_COLUMNS = {"monaiDice": "dsc", "monaiIoU": "miou"}  # Polyp-SAM's tables: MONAI on [1,H,W] (notes §2.4)
 
 
 def paper_comparison(results: str, table: str, on: tuple[str, ...] = ("method", "train", "test"),
                      metrics: tuple[str, ...] = ("dsc", "miou"), results_dir: Path | None = None) -> pd.DataFrame:
-    """A published table beside our committed `full` results (mean over seeds; empty where none are committed)."""
+    """A published table beside our committed `full` results (mean over seeds; empty where none are committed).
+
+    Polyp-SAM tables are compared with our `monaiDice` / `monaiIoU` (their protocol) when the results have them, else
+    with the per-image Dice / IoU; `attrs["ours_protocol"]` says which."""
     from polyplib.paper_results import paper_table
 
     paper = paper_table(table)
     on = tuple(c for c in on if c in paper.columns)
-    ours = load_results(results, results_dir)
+    ours, protocol = load_results(results, results_dir), None
     if ours is not None and not set(on) <= set(ours.rename(columns={"model": "method"}).columns):
         raise DataError(f"results/{results}.json lacks the columns {sorted(on)} needed to join {table}; re-run its chapter")
     if ours is None:
         ours = pd.DataFrame(columns=[*on, *metrics], dtype=float)
     else:
-        ours = ours.rename(columns={"model": "method", **PAPER_COLUMNS}).replace(PAPER_NAMES)
+        monai = table.startswith("polyp-sam") and set(SAM_PAPER_COLUMNS) <= set(ours.columns)
+        columns = SAM_PAPER_COLUMNS if monai else PAPER_COLUMNS
+        protocol = "monai" if monai else "per-image"
+        ours = ours.drop(columns=[c for c in columns.values() if c in ours.columns])
+        ours = ours.rename(columns={"model": "method", **columns}).replace(PAPER_NAMES)
         if "test" in on and "Kvasir" in set(paper["test"]):  # Polyp-SAM names Kvasir-SEG "Kvasir"
             ours = ours.replace({"Kvasir-SEG": "Kvasir"})
         ours = ours.groupby(list(on), as_index=False)[list(metrics)].mean()
-    return viz.paper_vs_ours(paper, ours, on, metrics)
+    out = viz.paper_vs_ours(paper, ours, on, metrics)
+    out.attrs["ours_protocol"] = protocol
+    return out
