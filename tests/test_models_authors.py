@@ -175,3 +175,16 @@ def test_fusion_paper_follows_eq2_eq3_and_linear_gate_follows_eq1():
         create_model("gmsrf", fusion="eq2")
     with pytest.raises(ConfigError, match="cmsa_gate"):
         create_model("gmsrf", cmsa_gate="relu")
+
+
+def test_res2net50d_uses_the_names_of_the_authors_imagenet_file():
+    """res2net50_v1b_26w_4s-3cf99910.pth (Res2Net authors) has conv1.{0,1,3,4,6}, bn1, layerN, fc: timm's names."""
+    import timm
+
+    with torch.device("meta"):
+        state = timm.create_model("res2net50d").state_dict()
+    expected = {"conv1.0.weight": (32, 3, 3, 3), "conv1.1.running_var": (32,), "conv1.3.weight": (32, 32, 3, 3),
+                "conv1.4.weight": (32,), "conv1.6.weight": (64, 32, 3, 3), "bn1.weight": (64,),
+                "layer1.0.downsample.1.weight": (256, 64, 1, 1), "layer3.5.convs.2.weight": (104, 104, 3, 3),
+                "fc.weight": (1000, 2048)}
+    assert {k: tuple(state[k].shape) for k in expected} == expected

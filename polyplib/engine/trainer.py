@@ -29,7 +29,8 @@ from polyplib.errors import ConfigError
 FORMAT = "polyplib-train-v1"
 # options that may differ between a run and its resumption
 SYNC_EVERY = 10  # optimiser steps between host syncs (progress bar, finite-loss check)
-RESUMABLE_CHANGES = {"epochs", "out_dir", "progress", "workers", "device", "val_every", "save_every_steps"}
+RESUMABLE_CHANGES = {"epochs", "out_dir", "progress", "workers", "device", "val_every", "save_every_steps",
+                     "recipe"}  # recipe: a label (runs started before it existed resume under their preset)
 
 
 @dataclass
