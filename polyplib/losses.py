@@ -69,7 +69,7 @@ def bce_dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.
 
 
 def authors_val_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
-    """The GMSRF code's validation loss (loss.py `DiceBCELoss` in gmsrf_train.py): Dice + mean BCE pooled over the batch.
+    """The GMSRF code's validation loss (loss.py `DiceBCELoss`, gmsrf_train.py): Dice + mean BCE pooled over the batch.
 
     Their model returns sigmoid(D1) and DiceBCELoss applies a sigmoid again, so on our logits z it scores
     p = sigmoid(sigmoid(z)) in (0.5, 0.73): 1 - (2 Σpg + 1) / (Σp + Σg + 1) over the flattened batch + BCE(p, g).
@@ -125,7 +125,8 @@ def build_loss(name: str, **options) -> DeepSupervisionLoss:
         if options:
             raise ConfigError(f"loss {name!r} has no option(s) {sorted(options)}; valid: ['rowwise', 'smooth']")
         return DeepSupervisionLoss(lambda o, t: LOSSES[name](o, t, smooth, rowwise))
-    raise ConfigError(f"unknown loss {name!r}; choose one of {['structure', *LOSSES, 'monai-dice', 'dice-bce-authors']}")
+    names = ["structure", *LOSSES, "monai-dice", "dice-bce-authors"]
+    raise ConfigError(f"unknown loss {name!r}; choose one of {names}")
 
 
 LOSSES = {"dice": dice_loss, "bce-dice": bce_dice_loss}

@@ -1,4 +1,4 @@
-"""Polyp-SAM's loss as the notebooks call it: MONAI `DiceLoss` on sigmoid probabilities (Polyp-SAM §2.4, notes §2.4)."""
+"""Polyp-SAM's loss as the notebooks call it: MONAI `DiceLoss` on sigmoid probabilities (paper §2.4, notes §2.4)."""
 from __future__ import annotations
 
 from typing import Callable
