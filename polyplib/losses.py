@@ -68,35 +68,65 @@ def bce_dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.
     return F.binary_cross_entropy_with_logits(logits, target) + dice_loss(logits, target, smooth, rowwise)
 
 
+def authors_val_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
+    """The GMSRF code's validation loss (loss.py `DiceBCELoss`, gmsrf_train.py): Dice + mean BCE pooled over the batch.
+
+    Their model returns sigmoid(D1) and DiceBCELoss applies a sigmoid again, so on our logits z it scores
+    p = sigmoid(sigmoid(z)) in (0.5, 0.73): 1 - (2 Σpg + 1) / (Σp + Σg + 1) over the flattened batch + BCE(p, g).
+    """
+    _check(logits, target)
+    prob = torch.sigmoid(torch.sigmoid(logits.float())).reshape(-1)
+    flat = target.float().reshape(-1)
+    dice = 1 - (2 * (prob * flat).sum() + smooth) / (prob.sum() + flat.sum() + smooth)
+    return dice + F.binary_cross_entropy(prob, flat)
+
+
 class DeepSupervisionLoss(nn.Module):
     """L_GMSRF = Σ_i L(D_i) over all outputs with weight 1 (Sec. II-B.4); a single tensor is one output."""
 
-    def __init__(self, loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], sigmoid_main: bool = False) -> None:
+    def __init__(self, loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], sigmoid_main: bool = False,
+                 main_only: bool = False) -> None:
         super().__init__()
         self.loss = loss
         self.sigmoid_main = sigmoid_main
+        self.main_only = main_only
 
     def forward(self, outputs: Outputs, target: torch.Tensor) -> torch.Tensor:
         outputs = [outputs] if isinstance(outputs, torch.Tensor) else list(outputs)
+        if self.main_only:
+            outputs = outputs[:1]
         if self.sigmoid_main:  # legacy bug 2: the official model's sigmoid on D1, fed to a logits loss
             outputs[0] = torch.sigmoid(outputs[0])
         return torch.stack([self.loss(o, target) for o in outputs]).sum()
 
 
 def build_loss(name: str, **options) -> DeepSupervisionLoss:
-    """`structure` (option `legacy_bugs`), `dice` / `bce-dice` (options `smooth`, `rowwise`); all sum
+    """`structure` (option `legacy_bugs`), `dice` / `bce-dice` (options `smooth`, `rowwise`), `monai-dice`
+    (Polyp-SAM notebooks), `dice-bce-authors` (the GMSRF code's validation loss, main output only); all sum
     deep-supervision outputs."""
     if name == "structure":
         legacy = options.pop("legacy_bugs", False)
         if options:
             raise ConfigError(f"loss 'structure' has no option(s) {sorted(options)}; valid: ['legacy_bugs']")
         return DeepSupervisionLoss(lambda o, t: structure_loss(o, t, legacy_bce=legacy), sigmoid_main=legacy)
+    if name == "dice-bce-authors":
+        if options:
+            raise ConfigError(f"loss 'dice-bce-authors' has no options; got {sorted(options)}")
+        return DeepSupervisionLoss(authors_val_loss, main_only=True)
+    if name == "monai-dice":
+        from polyplib.sam.losses import monai_dice_loss
+
+        unknown = sorted(set(options) - {"rowwise", "smooth"})
+        if unknown:
+            raise ConfigError(f"loss 'monai-dice' has no option(s) {unknown}; valid: ['rowwise', 'smooth']")
+        return DeepSupervisionLoss(monai_dice_loss(**options))
     if name in LOSSES:
         smooth, rowwise = options.pop("smooth", 1.0), options.pop("rowwise", False)
         if options:
             raise ConfigError(f"loss {name!r} has no option(s) {sorted(options)}; valid: ['rowwise', 'smooth']")
         return DeepSupervisionLoss(lambda o, t: LOSSES[name](o, t, smooth, rowwise))
-    raise ConfigError(f"unknown loss {name!r}; choose one of {['structure', *LOSSES]}")
+    names = ["structure", *LOSSES, "monai-dice", "dice-bce-authors"]
+    raise ConfigError(f"unknown loss {name!r}; choose one of {names}")
 
 
 LOSSES = {"dice": dice_loss, "bce-dice": bce_dice_loss}

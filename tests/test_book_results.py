@@ -46,7 +46,7 @@ def test_stored_view_counts_runs_and_names_provenance(stored_lite, tmp_path):
     assert "0123456789+dirty" in heading and "test cpu" in heading and "from scratch" in heading
     assert "seeds [0, 1]" in heading
     empty = book.stored("lite", "ablations", stored_lite)
-    assert "no results stored yet" in empty.heading() and "0 of 10" in empty.heading()
+    assert "no results stored yet" in empty.heading() and f"0 of {len(campaigns('lite')['ablations'].runs)}" in empty.heading()
     assert book.stored_views("cross-dataset", exclude="lite", results_dir=stored_lite)[0].profile == "full"
 
 

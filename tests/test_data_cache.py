@@ -61,3 +61,30 @@ def test_jpeg_cache_is_smaller_and_close(kvasir, tmp_path):
     assert 0 < (lossless["image"] - lossy["image"]).abs().mean() < 0.05
     with pytest.raises(ConfigError, match="image_format must be one of"):
         prepare_cache("kvasir-seg", tmp_path / "x", root=kvasir, image_format="webp")
+
+
+def test_pranet_evaluation_on_a_cache_equals_evaluation_on_the_original_data(kvasir, tmp_path):
+    """The cache keeps the original-resolution masks losslessly (the JPEG masks' grey levels included)."""
+    import numpy as np
+
+    from polyplib.data.io import read_mask
+    from polyplib.engine.evaluate import evaluate
+    from polyplib.models import create_model
+
+    out = prepare_cache("kvasir-seg", tmp_path / "cache", root=kvasir, image_size=32)
+    original = load_dataset("kvasir-seg", root=kvasir, image_size=None)
+    cached = load_dataset("kvasir-seg", root=out, image_size=None)
+    for i in range(len(original)):
+        assert torch.equal(cached[i]["mask"], original[i]["mask"]) and cached[i]["mask"].shape == (1, 40, 48)
+    pair = original.pairs[2]
+    grey = cv2.imread(str(out / "Kvasir-SEG" / "masks_orig" / f"{pair.id}.png"), cv2.IMREAD_GRAYSCALE)
+    assert np.array_equal(grey > 127, read_mask(pair.mask_path).astype(bool))
+    torch.manual_seed(0)
+    model = create_model("unet-original", base_channels=4, depth=2).eval()
+    kw = dict(image_size=32, batch_size=4, device="cpu", overlays=False, progress=False)
+    ref = evaluate(model, "kvasir-seg", out_dir=tmp_path / "ev-orig", root=kvasir, **kw).per_image
+    got = evaluate(model, "kvasir-seg", out_dir=tmp_path / "ev-cache", root=out, **kw).per_image
+    assert list(got["id"]) == list(ref["id"])
+    for column in ("meanDice", "meanIoU", "Sm", "wFm", "meanEm", "MAE", "maxDice", "dice"):
+        np.testing.assert_array_equal(got[column].to_numpy(), ref[column].to_numpy(), err_msg=column)
+    assert ref["meanDice"].std() > 0

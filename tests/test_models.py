@@ -154,7 +154,7 @@ def test_describe_counts_flops_by_hand_and_leaves_model_untouched():
         describe(model, variant="paper")
 
 
-@pytest.mark.parametrize("variant,timm_name,prefix", [("official", "res2net50_26w_4s", "encoder.stages.0."),
+@pytest.mark.parametrize("variant,timm_name,prefix", [("official", "res2net50d", "encoder.stages.0."),
                                                        ("paper", "resnet50", "encoder.backbone.layer1.")])
 def test_pretrained_file_loads_timm_state_dict(tmp_path, variant, timm_name, prefix):
     torch.manual_seed(1)

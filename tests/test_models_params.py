@@ -81,9 +81,9 @@ def test_official_parameter_count_equals_authors_code_without_unused_members():
         model = create_model("gmsrf", variant="official")
     assert sum(p.numel() for p in model.parameters()) == expected
     assert all(p.requires_grad for p in model.parameters())
-    with torch.device("meta"):  # the v1b-style timm Res2Net (avg-pool shortcuts) has the same count
-        v1b = create_model("gmsrf", variant="official", backbone="res2net50d")
-    assert sum(p.numel() for p in v1b.parameters()) == expected
+    with torch.device("meta"):  # timm's strided-1x1-shortcut Res2Net has the same count
+        strided = create_model("gmsrf", variant="official", backbone="res2net50_26w_4s")
+    assert sum(p.numel() for p in strided.parameters()) == expected
 
 
 def test_ablation_switches_remove_exactly_their_parameters():

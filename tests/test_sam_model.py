@@ -45,18 +45,17 @@ def test_prediction_equals_sam_predictor_at_native_size(sam):
 
 
 def test_prediction_equals_sam_predictor_after_resize_batched(sam):
-    """Other sizes: same box scaling, decoder and postprocessing as SamPredictor fed our resized image, batch of 2."""
+    """Other sizes: SamPredictor.set_image's own resize (uint8, PIL), box scaling, decoder, postprocessing; batch of 2."""
     rng = np.random.default_rng(1)
-    images = torch.from_numpy(rng.integers(0, 256, (2, 3, 150, 100)).astype(np.float32)) / 255
+    frames = rng.integers(0, 256, (2, 150, 100, 3), dtype=np.uint8)
+    images = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255
     boxes = torch.tensor([[10.0, 20.0, 60.0, 90.0], [30.0, 5.0, 95.0, 140.0]])
-    model = PolypSAM(sam, strategy="decoder")
+    model = PolypSAM(sam, strategy="decoder", fast_attention=False)
     with torch.no_grad():
         ours = model(images, boxes)
-    h, w = input_size((150, 100), 128, "sam")
     predictor = SamPredictor(sam)
     for i in range(2):
-        resized = F.interpolate(images[i:i + 1] * 255, (h, w), mode="bilinear", align_corners=False, antialias=True)
-        predictor.set_torch_image(resized, (150, 100))
+        predictor.set_image(frames[i])
         ref, _, _ = predictor.predict(box=boxes[i].numpy(), multimask_output=False, return_logits=True)
         np.testing.assert_allclose(ours[i].numpy(), ref, atol=1e-5, rtol=1e-4)
 
@@ -80,11 +79,18 @@ def test_preprocess_round_trip_and_box_scaling(mode):
     assert inter / ((back > 0.5) | (mask > 0.5)).sum() > 0.97
 
 
-def test_authors_preprocess_is_bgr_unnormalised_stretch():
-    img = torch.rand(1, 3, 40, 80)
-    out = preprocess_images(img, 64, "authors", torch.full((3,), 100.0), torch.full((3,), 50.0))
-    expected = F.interpolate(img, (64, 64), mode="bilinear", align_corners=False)[:, [2, 1, 0]]
-    torch.testing.assert_close(out, expected)
+def test_authors_preprocess_is_the_notebooks_colondataset():
+    """ricklisz/Polyp-SAM ColonDataset: cv2 BGR, ResizeLongestSide.apply_image, cv2.resize(.., (S, S), INTER_CUBIC) where
+    the third argument is `dst` (so bilinear), ToTensor; no mean/std."""
+    import cv2
+    from segment_anything.utils.transforms import ResizeLongestSide
+    from torchvision import transforms
+
+    rgb = np.random.default_rng(2).integers(0, 256, (40, 80, 3), dtype=np.uint8)
+    bgr = np.ascontiguousarray(rgb[..., ::-1])  # what cv2.imread gives
+    expected = transforms.ToTensor()(cv2.resize(ResizeLongestSide(64).apply_image(bgr), (64, 64), cv2.INTER_CUBIC))
+    out = preprocess_images(to_tensor(rgb), 64, "authors", torch.full((3,), 100.0), torch.full((3,), 50.0))
+    torch.testing.assert_close(out[0], expected, atol=1e-6, rtol=0)
     box = scale_boxes(torch.tensor([8.0, 4.0, 40.0, 20.0]), (40, 80), 64, "authors")
     torch.testing.assert_close(box, torch.tensor([6.4, 6.4, 32.0, 32.0]))
 

@@ -42,7 +42,8 @@ def test_decoder_training_with_cached_embeddings(decoder_run):
     initial, result = decoder_run
     assert len(result.history) == 2 and result.best_checkpoint is not None
     label = json.loads((result.out_dir / "sam.json").read_text())
-    assert label == {"pretrained_source": "scratch", "strategy": "decoder", "preprocess": "sam", "encoder_size": 64}
+    assert {k: label[k] for k in ("pretrained_source", "strategy", "preprocess", "encoder_size", "recipe")} == \
+        {"pretrained_source": "scratch", "strategy": "decoder", "preprocess": "sam", "encoder_size": 64, "recipe": "custom"}
     losses = [row["train_loss"] for row in result.history]
     assert all(0 < loss < 1 for loss in losses) and losses[1] < losses[0]
     enc, dec = split_state(result.last_checkpoint)
@@ -59,8 +60,8 @@ def test_full_training_changes_the_encoder(tmp_path):
     assert any(not torch.equal(v, initial[k]) for k, v in enc.items() if k.startswith("sam.image_encoder."))
 
 
-def test_augmentation_with_cached_embeddings_is_refused(tmp_path):
-    with pytest.raises(ConfigError, match="cache_embeddings"):
+def test_augmentation_is_refused_for_polyp_sam(tmp_path):
+    with pytest.raises(ConfigError, match="augment=false"):
         train(tiny_config(tmp_path, "decoder", augment=True))
 
 
@@ -74,7 +75,7 @@ def test_cli_trains_polyp_sam_from_scratch_and_evaluates_it_with_gt_boxes(tmp_pa
     assert code == 0 and (out / "best.pt").is_file() and (out / "last.pt").is_file()
     assert json.loads(capsys.readouterr().out)["epochs"] == 1
     assert json.loads((out / "sam.json").read_text())["pretrained_source"] == "scratch"
-    assert load_checkpoint(out / "best.pt")["model_attrs"] == {"pretrained_source": "scratch"}
+    assert load_checkpoint(out / "best.pt")["model_attrs"] == {"pretrained_source": "scratch", "recipe": "custom"}
     assert main(["evaluate", str(out / "best.pt"), "--dataset", "synthpolyp", "--set", "n=4", "--image-size", "64",
                  "--batch-size", "2", "--device", "cpu", "--no-overlays", "--json", "--out", str(tmp_path / "ev")]) == 0
     summary = json.loads((tmp_path / "ev" / "summary.json").read_text())

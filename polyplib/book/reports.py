@@ -13,6 +13,7 @@ from polyplib.stats import bootstrap_ci, paired_comparison
 GMSRF_COLUMNS = ("dice", "iou", "recall", "precision")  # GMSRF protocol: threshold 0.5 at the model's size (Sec. III)
 PRANET_COLUMNS = ("meanDice", "meanIoU", "wFm", "Sm", "meanEm", "MAE")  # PraNet toolbox: 256 thresholds, original size
 SAM_COLUMNS = ("dice", "iou", "meanDice", "meanIoU")
+MONAI_COLUMNS = ("monaiDice", "monaiIoU")  # Polyp-SAM's printed protocol: MONAI metrics on [1, H, W] (row-wise)
 REFERENCE = "GMSRF-Net"
 PAPER_METHODS = {"DeepLabv3+": "DeepLabv3+ (Xception)"}  # ours uses a ResNet-50 encoder
 PAPER_NAMES = {"kvasir-seg": "Kvasir-SEG", "cvc-clinicdb": "CVC-ClinicDB", "cvc-colondb": "CVC-ColonDB",
@@ -253,7 +254,7 @@ def sam_strategy_section(view: CampaignView) -> dict[str, Any] | None:
         return None
     frame = _sam_frame(view)
     gt = frame[frame["prompt"] == "gt-box"]
-    _table(_mean_sd(gt, ["strategy", "test", "kind"], (*SAM_COLUMNS, *(c for c in gt if c.startswith("monai")))),
+    _table(_mean_sd(gt, ["strategy", "test", "kind"], (*SAM_COLUMNS, *MONAI_COLUMNS)),
            f"{view.profile}: Polyp-SAM with ground-truth boxes, mean ± sd over seeds")
     ax = viz.bar_with_errors(gt, "test", "dice", hue="strategy", title=f"Decoder-only vs full ({view.profile})")
     _fig(ax.figure)
@@ -285,7 +286,7 @@ def sam_prompt_section(view: CampaignView) -> None:
     if not view.results:
         return
     frame = _sam_frame(view)
-    _table(_mean_sd(frame, ["strategy", "prompt", "test"], SAM_COLUMNS),
+    _table(_mean_sd(frame, ["strategy", "prompt", "test"], (*SAM_COLUMNS, *MONAI_COLUMNS)),
            f"{view.profile}: Polyp-SAM by prompt, mean ± sd over seeds")
     jitter = frame[frame["prompt"].str.startswith(("gt-box", "jitter"))].copy()
     jitter["jitter"] = jitter["prompt"].map(lambda p: 0.0 if p == "gt-box" else float(p.split("-")[1]))
@@ -334,7 +335,8 @@ SAM_TEST_NAMES = {"kvasir-seg": "Kvasir", "cvc-clinicdb": "CVC-ClinicDB", "cvc-c
 
 
 def sam_paper_side_by_side(view: CampaignView, table: str) -> pd.DataFrame:
-    """A published Polyp-SAM table (rows on our test sets) with our runs (ground-truth boxes) appended."""
+    """A published Polyp-SAM table (rows on our test sets) with our runs (ground-truth boxes) appended, scored with the
+    paper's protocol (`monaiDice` / `monaiIoU`; per-image Dice / IoU for results stored before polyplib had it)."""
     from polyplib.paper_results import paper_table
 
     paper = paper_table(table)
@@ -342,8 +344,9 @@ def sam_paper_side_by_side(view: CampaignView, table: str) -> pd.DataFrame:
         return pd.DataFrame()
     frame = view.frame
     gt = frame[frame["prompt"] == "gt-box"].assign(test=lambda f: f["test"].map(lambda t: SAM_TEST_NAMES.get(t, t)))
-    ours = gt.groupby(["strategy", "test"], sort=False)[["dice", "iou"]].mean().reset_index()
-    ours = ours.rename(columns={"dice": "dsc", "iou": "miou"})
+    columns = MONAI_COLUMNS if set(MONAI_COLUMNS) <= set(gt.columns) else ("dice", "iou")  # the paper's protocol
+    ours = gt.groupby(["strategy", "test"], sort=False)[list(columns)].mean().reset_index()
+    ours = ours.rename(columns=dict(zip(columns, ("dsc", "miou"))))
     if not set(ours["test"]) & set(paper["test"]):
         return pd.DataFrame()  # none of our test sets is in the paper's table (e.g. the synthetic centres)
     label = f"{view.settings.sam_model}{' (scratch)' if view.settings.from_scratch else ''}, {view.profile}"

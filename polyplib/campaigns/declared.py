@@ -17,6 +17,8 @@ ABLATIONS: dict[str, dict[str, Any]] = {
     "1 GMSRF module": {"options": {"num_modules": 1}},
     "no deep supervision": {"options": {"deep_supervision": False}},
     "authors' loss bugs": {"loss_options": {"legacy_bugs": True}},
+    "Eq. 2-3 fusion": {"options": {"fusion": "paper"}},  # the paper's literal fusion order (the code's differs)
+    "Eq. 1 CMSA (no sigmoid)": {"options": {"cmsa_gate": "linear"}},  # Eq. 1 as written (the code adds sigmoid + 1)
 }
 JITTERS = (0.05, 0.1, 0.2)  # box jitter as a fraction of the box size per side (Polyp-SAM robustness)
 

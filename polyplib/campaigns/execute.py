@@ -17,7 +17,7 @@ from polyplib.campaigns.store import RESULT_FORMAT, Store
 from polyplib.errors import DataError
 
 # per-image scores kept in the store (paired statistics); summary means keep every metric
-PER_IMAGE = ("dice", "iou", "meanDice", "meanIoU", "wFm", "Sm", "meanEm", "MAE")
+PER_IMAGE = ("dice", "iou", "meanDice", "meanIoU", "wFm", "Sm", "meanEm", "MAE", "monaiDice", "monaiIoU")
 DIGITS = 5
 
 

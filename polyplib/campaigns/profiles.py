@@ -61,7 +61,7 @@ PROFILES: dict[str, BookProfile] = {
         baselines=("unet", "unetplusplus", "deeplabv3plus"), baseline_options={}, sam_model="polyp-sam-tiny",
         sam_options={"allow_scratch": True}, sam_test_protocol="gmsrf", n_examples=4,
         recipe={"epochs": 10, "precision": "bf16", "channels_last": True, "workers": 0},
-        sam_recipe={"epochs": 30, "batch_size": 8, "grad_accum": 1, "warmup_epochs": 3, "lr": 1e-4,
+        sam_recipe={"epochs": 30, "batch_size": 1, "grad_accum": 8, "warmup_epochs": 3, "lr": 1e-4,
                     "warmup_start_lr": 1e-5, "min_lr": 1e-6, "precision": "bf16", "workers": 0},
         ablation_seeds=2,
         description="CPU, real Kvasir-SEG -> CVC-ColonDB at 128x128, every model from scratch, the GMSRF paper "

@@ -14,7 +14,7 @@ from polyplib.errors import ConfigError
 SPEC_FORMAT = "polyplib-run-v1"
 KINDS = ("segmentation", "polyp-sam")
 # TrainConfig fields that never change the numbers, so they are not part of a run's identity
-NOT_HASHED = ("root", "out_dir", "progress", "workers", "device", "save_every_steps")
+NOT_HASHED = ("root", "out_dir", "progress", "workers", "device", "save_every_steps", "recipe")  # recipe: a label
 # the TrainConfig options of format v1: always part of a run's identity; an option added later is left out of it
 # while it holds its default, so that stored results stay valid when the new option keeps the old behaviour
 V1_OPTIONS = ("model", "model_options", "dataset", "protocol", "train_split", "val_split", "dataset_options",

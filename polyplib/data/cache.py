@@ -10,8 +10,8 @@ from pathlib import Path
 import cv2
 from tqdm.auto import tqdm
 
-from polyplib.data.dataset import BBOXES_JSON, ORIG_SIZES_JSON, load_dataset
-from polyplib.data.io import Pair, read_pair
+from polyplib.data.dataset import BBOXES_JSON, ORIG_MASKS_DIR, ORIG_SIZES_JSON, load_dataset
+from polyplib.data.io import Pair, read_grey, read_pair
 from polyplib.data.registry import data_root, locate
 from polyplib.data.splits import split_dir
 from polyplib.data.transforms import apply_transform, build_transform
@@ -25,7 +25,9 @@ def prepare_cache(name: str, out_dir: str | os.PathLike, root: str | os.PathLike
                   image_format: str = "png") -> Path:
     """Write <out_dir>/<same folder>/{images,masks}/<id>.png at image_size (ids, splits, boxes, original sizes kept).
 
-    `image_format="jpg"` (quality 95) makes images ~5x smaller for carrying; masks are always lossless PNG.
+    `image_format="jpg"` (quality 95) makes images ~5x smaller for carrying; masks are always lossless PNG, and the
+    original-resolution masks are kept too (grey levels as decoded, PNG, in `masks_orig/`), so that evaluation at the
+    original resolution on a cache scores against the original ground truth.
     """
     if image_format not in WRITE_FLAGS:
         raise ConfigError(f"image_format must be one of {sorted(WRITE_FLAGS)}; got {image_format!r}")
@@ -40,6 +42,7 @@ def prepare_cache(name: str, out_dir: str | os.PathLike, root: str | os.PathLike
         raise ConfigError(f"out_dir {out_dir} is the data root itself; choose another folder")
     (target / "images").mkdir(parents=True, exist_ok=True)
     (target / "masks").mkdir(parents=True, exist_ok=True)
+    (target / ORIG_MASKS_DIR).mkdir(parents=True, exist_ok=True)
     transform = build_transform(image_size)
 
     def write(pair: Pair) -> tuple[str, list[int]]:
@@ -48,7 +51,8 @@ def prepare_cache(name: str, out_dir: str | os.PathLike, root: str | os.PathLike
         for path, array, flags in (
                 (target / "images" / f"{pair.id}.{image_format}", cv2.cvtColor(small, cv2.COLOR_RGB2BGR),
                  WRITE_FLAGS[image_format]),
-                (target / "masks" / f"{pair.id}.png", small_mask * 255, WRITE_FLAGS["png"])):
+                (target / "masks" / f"{pair.id}.png", small_mask * 255, WRITE_FLAGS["png"]),
+                (target / ORIG_MASKS_DIR / f"{pair.id}.png", read_grey(pair.mask_path), WRITE_FLAGS["png"])):
             if not cv2.imwrite(str(path), array, flags):
                 raise DataError(f"cannot write {path}; check free space and permissions of {out_dir}")
         return pair.id, list(dataset.orig_sizes.get(pair.id, image.shape[:2]))

@@ -4,13 +4,15 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from polyplib.data.io import Pair, check_pairs, natural_key, read_pair
+from polyplib.data.io import Pair, binarize_mask, check_pairs, natural_key, read_grey, read_pair
 from polyplib.data.registry import find_pairs, get_spec, locate, synth_options
 from polyplib.data.splits import get_split
 from polyplib.data.synth import synth_frame, synth_ids
@@ -19,6 +21,16 @@ from polyplib.errors import ConfigError, DataError
 
 BBOXES_JSON = "kavsir_bboxes.json"
 ORIG_SIZES_JSON = "orig_sizes.json"
+ORIG_MASKS_DIR = "masks_orig"  # prepare_cache: the original-resolution masks, lossless
+
+
+def read_cached_original(pair: Pair, masks_dir: Path, mask_threshold: int = 127) -> tuple[np.ndarray, np.ndarray]:
+    """A cache pair at the original resolution: the kept original mask, the cached image resized up to it."""
+    image, _ = read_pair(pair)
+    mask = binarize_mask(read_grey(masks_dir / f"{pair.id}.png"), mask_threshold)
+    if image.shape[:2] != mask.shape:
+        image = cv2.resize(image, mask.shape[::-1], interpolation=cv2.INTER_LINEAR)
+    return image, mask
 
 
 class PolypDataset(Dataset):
@@ -113,8 +125,14 @@ def _folder_extras(folder: Path) -> dict:
 
 def load_dataset(name: str, root: str | os.PathLike | None = None, split: str | None = None, *,
                  image_size: int | None = 256, augment: bool = False, seed: int = 0, protocol: str = "gmsrf",
-                 split_seed: int | None = None, check: bool = True, **options) -> PolypDataset:
-    """A registered dataset (or one split of it); synthpolyp options: n, centre ('A'|'B'), synth_seed."""
+                 split_seed: int | None = None, check: bool = True, mask_threshold: int = 127,
+                 **options) -> PolypDataset:
+    """A registered dataset (or one split of it); synthpolyp options: n, centre ('A'|'B'), synth_seed.
+
+    `mask_threshold`: 8-bit masks are foreground where grey > it (127; 0 is the Polyp-SAM notebooks' `gt > 0`).
+    """
+    if not isinstance(mask_threshold, int) or isinstance(mask_threshold, bool) or not 0 <= mask_threshold < 255:
+        raise ConfigError(f"mask_threshold={mask_threshold!r} must be an integer in [0, 254] (grey > threshold)")
     get_spec(name)
     synth = synth_options(name, options)
     if name == "synthpolyp":
@@ -123,7 +141,10 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, split: str | 
         reader = _SynthReader(synth["centre"], synth["synth_seed"])
     else:
         folder = locate(name, root)[0]
-        pairs, tag, where, reader = find_pairs(name, root), name, str(folder), read_pair
+        pairs, tag, where = find_pairs(name, root), name, str(folder)
+        reader = read_pair if mask_threshold == 127 else partial(read_pair, mask_threshold=mask_threshold)
+        if image_size is None and (folder / ORIG_MASKS_DIR).is_dir():  # a prepared cache, read at original size
+            reader = partial(read_cached_original, masks_dir=folder / ORIG_MASKS_DIR, mask_threshold=mask_threshold)
         extras = _folder_extras(folder)
     if split is not None:
         table = get_split(name, protocol, root, split_seed, ids=[pair.id for pair in pairs])

@@ -48,14 +48,20 @@ def read_image(path: Path) -> np.ndarray:
     return _open(path, "RGB")
 
 
-def binarize_mask(grey: np.ndarray) -> np.ndarray:
-    """{0, 1} uint8: > 127 for 0..255 masks (JPEG grey levels), > 0 for masks already stored as 0/1."""
-    return (grey > (127 if grey.max(initial=0) > 1 else 0)).astype(np.uint8)
+def binarize_mask(grey: np.ndarray, threshold: int = 127) -> np.ndarray:
+    """{0, 1} uint8: > threshold for 0..255 masks (127: JPEG grey levels; 0: `gt > 0` of the Polyp-SAM notebooks),
+    > 0 for masks already stored as 0/1."""
+    return (grey > (threshold if grey.max(initial=0) > 1 else 0)).astype(np.uint8)
 
 
-def read_mask(path: Path) -> np.ndarray:
+def read_grey(path: Path) -> np.ndarray:
+    """A mask file's grey levels, uint8 [H, W], not binarised."""
+    return _open(path, "L")
+
+
+def read_mask(path: Path, threshold: int = 127) -> np.ndarray:
     """Binary {0, 1} uint8 [H, W]."""
-    return binarize_mask(_open(path, "L"))
+    return binarize_mask(_open(path, "L"), threshold)
 
 
 def image_size(path: Path) -> tuple[int, int]:
@@ -67,9 +73,9 @@ def image_size(path: Path) -> tuple[int, int]:
         raise _unreadable(path, exc) from exc
 
 
-def read_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray]:
-    """Decode one pair; an image/mask size mismatch is an error naming both files."""
-    image, mask = read_image(pair.image_path), read_mask(pair.mask_path)
+def read_pair(pair: Pair, mask_threshold: int = 127) -> tuple[np.ndarray, np.ndarray]:
+    """Decode one pair (mask grey > `mask_threshold`); an image/mask size mismatch is an error naming both files."""
+    image, mask = read_image(pair.image_path), read_mask(pair.mask_path, mask_threshold)
     if image.shape[:2] != mask.shape:
         raise DataError(_mismatch(pair, image.shape[:2], mask.shape))
     return image, mask

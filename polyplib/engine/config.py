@@ -11,7 +11,7 @@ from polyplib.errors import ConfigError
 
 CHOICES = {
     "optimizer": ("adam", "adamw"),
-    "schedule": ("constant", "plateau", "warmup-cosine"),
+    "schedule": ("constant", "plateau", "warmup-cosine", "warmup-cosine-authors"),
     "precision": ("auto", "bf16", "fp16", "fp32"),
     "select": ("dice", "loss"),
 }
@@ -22,6 +22,7 @@ class TrainConfig:
     """Every option of one training run; `replace(**overrides)` returns a validated copy."""
 
     model: str = "gmsrf"
+    recipe: str | None = None
     model_options: dict = field(default_factory=dict)
     dataset: str = "kvasir-seg"
     root: str | None = None
@@ -50,6 +51,7 @@ class TrainConfig:
     compile: bool = False
     loss: str = "structure"
     loss_options: dict = field(default_factory=dict)
+    val_loss: str | None = None
     select: str = "dice"
     seed: int = 0
     deterministic: bool = True

@@ -89,20 +89,27 @@ def _resize_prob(prob: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(prob[None], size=tuple(size), mode="bilinear", align_corners=False)[0].clamp(0, 1)
 
 
-def score_image(prob: torch.Tensor, mask: torch.Tensor, prob_orig: torch.Tensor, mask_orig: torch.Tensor) -> dict:
-    """Both protocols for one image: GMSRF metrics on the model-size map, PraNet metrics at the original size."""
-    from polyplib.metrics import gmsrf_metrics, pranet_metrics
+def score_image(prob: torch.Tensor, mask: torch.Tensor, prob_orig: torch.Tensor, mask_orig: torch.Tensor,
+                monai: bool = False) -> dict:
+    """GMSRF metrics on the model-size map, PraNet metrics at the original size, and with `monai` the Polyp-SAM
+    protocol (MONAI DiceMetric / MeanIoU on [1,H,W] at the original size: `monaiDice`, `monaiIoU`)."""
+    from polyplib.metrics import gmsrf_metrics, monai_metrics, pranet_metrics
 
     gm = gmsrf_metrics(_resize_prob(prob, mask.shape[-2:])[0].numpy(), mask[0].numpy() > 0.5)
     pm = pranet_metrics(prob_orig[0].numpy(), mask_orig[0].numpy() > 0.5)
-    return {**{k: float(gm[k]) for k in GMSRF_KEYS}, **{k: float(v) for k, v in pm.items() if np.isscalar(v)}}
+    mm = monai_metrics(prob_orig[0].numpy(), mask_orig[0].numpy() > 0.5) if monai else {}
+    return {**{k: float(gm[k]) for k in GMSRF_KEYS}, **{k: float(v) for k, v in pm.items() if np.isscalar(v)}, **mm}
 
 
 def evaluate(model: nn.Module | str | Path | None, dataset: str, *, out_dir: str | Path, root: str | None = None,
              split: str | None = None, protocol: str = "gmsrf", image_size: int = 256, batch_size: int = 8,
              save_predictions: bool = False, overlays: bool = True, predict_fn: PredictFn | None = None,
-             device: str = "auto", dataset_options: dict | None = None, progress: bool = True) -> EvalResult:
-    """Evaluate a model, a checkpoint path or a `predict_fn(batch) -> probabilities [B,1,H,W]` on one dataset split."""
+             device: str = "auto", dataset_options: dict | None = None, progress: bool = True,
+             monai: bool = False) -> EvalResult:
+    """Evaluate a model, a checkpoint path or a `predict_fn(batch) -> probabilities [B,1,H,W]` on one dataset split.
+
+    Models with `native_resolution` (Polyp-SAM) get original-resolution images one at a time (they resize their own
+    input) and add the MONAI protocol columns, as does `monai=True`."""
     from polyplib.data import load_dataset
 
     dev = resolve_device(device)
@@ -112,8 +119,13 @@ def evaluate(model: nn.Module | str | Path | None, dataset: str, *, out_dir: str
             raise ConfigError("evaluate needs a model, a checkpoint path or a predict_fn")
         if isinstance(model, (str, Path)):
             checkpoint = str(model)
-            model, _ = load_trained_model(model, dev)
-        predict_fn, labels = default_predict_fn(model, dev)
+            model, config = load_trained_model(model, dev)
+            if config.recipe is not None:
+                labels["recipe"] = config.recipe
+        predict_fn, more = default_predict_fn(model, dev)
+        labels.update(more)
+        if getattr(model, "native_resolution", False):
+            image_size, batch_size, monai = None, 1, True
     options = dict(protocol=protocol, **(dataset_options or {})) if split else dict(dataset_options or {})
     ds = load_dataset(dataset, root, split=split, image_size=image_size, augment=False, **options)
     ds_orig = load_dataset(dataset, root, split=split, image_size=None, augment=False, **options)
@@ -134,7 +146,7 @@ def evaluate(model: nn.Module | str | Path | None, dataset: str, *, out_dir: str
             item = ds_orig[index]
             prob_orig = _resize_prob(prob, item["mask"].shape[-2:])
             rows.append({"id": item["id"], "dataset": item["dataset"],
-                         **score_image(prob, mask, prob_orig, item["mask"])})
+                         **score_image(prob, mask, prob_orig, item["mask"], monai)})
             if save_predictions:
                 cv2.imwrite(str(pred_dir / f"{item['id']}.png"), (prob_orig[0].numpy() * 255).round().astype(np.uint8))
             index += 1

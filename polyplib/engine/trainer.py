@@ -29,7 +29,8 @@ from polyplib.errors import ConfigError
 FORMAT = "polyplib-train-v1"
 # options that may differ between a run and its resumption
 SYNC_EVERY = 10  # optimiser steps between host syncs (progress bar, finite-loss check)
-RESUMABLE_CHANGES = {"epochs", "out_dir", "progress", "workers", "device", "val_every", "save_every_steps"}
+RESUMABLE_CHANGES = {"epochs", "out_dir", "progress", "workers", "device", "val_every", "save_every_steps",
+                     "recipe"}  # recipe: a label (runs started before it existed resume under their preset)
 
 
 @dataclass
@@ -89,6 +90,17 @@ def warmup_cosine_factor(epoch: int, config: TrainConfig) -> float:
     return lr / config.lr
 
 
+def authors_warmup_cosine_factor(epoch: int, config: TrainConfig) -> float:
+    """Polyp-SAM notebooks' LinearWarmupCosineAnnealingLR (Lightning-Bolts copy): the warm-up steps by
+    (lr - warmup_start_lr) / (warmup_epochs - 1), so lr is reached at epoch warmup_epochs - 1 (4e-6 at epoch 29) and
+    again at warmup_epochs, then cosine to min_lr at `epochs`."""
+    if epoch < config.warmup_epochs:
+        step = (config.lr - config.warmup_start_lr) / max(config.warmup_epochs - 1, 1)
+        return (config.warmup_start_lr + epoch * step) / config.lr
+    progress = min((epoch - config.warmup_epochs) / max(config.epochs - config.warmup_epochs, 1), 1.0)
+    return (config.min_lr + 0.5 * (config.lr - config.min_lr) * (1 + math.cos(math.pi * progress))) / config.lr
+
+
 def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig):
     """None (constant), ReduceLROnPlateau on validation loss (GMSRF code), or warm-up + cosine per epoch (Polyp-SAM)."""
     if config.schedule == "plateau":
@@ -96,6 +108,8 @@ def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig):
                                                           patience=config.plateau_patience)
     if config.schedule == "warmup-cosine":
         return torch.optim.lr_scheduler.LambdaLR(optimizer, partial(warmup_cosine_factor, config=config))
+    if config.schedule == "warmup-cosine-authors":
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, partial(authors_warmup_cosine_factor, config=config))
     return None
 
 
@@ -152,11 +166,13 @@ def to_device(batch: dict[str, Any], device: torch.device, channels_last: bool) 
     return out
 
 
-def load_datasets(config: TrainConfig):
-    """The training and validation splits of the source dataset (validation never augmented)."""
+def load_datasets(config: TrainConfig, native_resolution: bool = False):
+    """The training and validation splits of the source dataset (validation never augmented); at the original
+    resolution with `native_resolution` (models that resize their own input, e.g. Polyp-SAM)."""
     from polyplib.data import load_dataset
 
-    common = dict(image_size=config.image_size, seed=config.seed, protocol=config.protocol, **config.dataset_options)
+    size = None if native_resolution else config.image_size
+    common = dict(image_size=size, seed=config.seed, protocol=config.protocol, **config.dataset_options)
     train_ds = load_dataset(config.dataset, config.root, split=config.train_split, augment=config.augment, **common)
     val_ds = load_dataset(config.dataset, config.root, split=config.val_split, augment=False, **common)
     overlap = {p.id for p in train_ds.pairs} & {p.id for p in val_ds.pairs}
@@ -219,6 +235,8 @@ def _epoch_batches(dataset, config: TrainConfig, info: DistInfo, epoch: int) -> 
 class _Run:
     """State of one training run (kept together so that checkpoints capture all of it)."""
 
+    native_resolution = False  # True: datasets at the original resolution (the model resizes its own input)
+
     def __init__(self, config: TrainConfig, resume: bool):
         self.config = config
         self.out = Path(config.out_dir)
@@ -233,11 +251,13 @@ class _Run:
         from polyplib.losses import build_loss
         from polyplib.models import create_model
 
-        self.train_ds, self.val_ds = load_datasets(config)
+        self.train_ds, self.val_ds = load_datasets(config, self.native_resolution)
         self.model = create_model(config.model, **config.model_options).to(self.device)
         if config.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.loss_fn = build_loss(config.loss, **config.loss_options)
+        # validation loss (select=loss, ReduceLROnPlateau): the training loss unless the recipe names another
+        self.val_loss_fn = build_loss(config.val_loss) if config.val_loss else self.loss_fn
         self.optimizer = build_optimizer(self.model.parameters(), config)
         self.scheduler = build_scheduler(self.optimizer, config)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=use_scaler)
@@ -390,7 +410,7 @@ class _Run:
             row["step"] = self.global_step
             if (self.epoch + 1) % cfg.val_every == 0 or self.epoch + 1 == cfg.epochs:
                 # the plain module: DDP's per-forward buffer broadcast would hang when ranks hold unequal val shards
-                metrics = validate(unwrap(self.net), self.val_loader(), self.loss_fn, self.device, self.amp_dtype,
+                metrics = validate(unwrap(self.net), self.val_loader(), self.val_loss_fn, self.device, self.amp_dtype,
                                    cfg.channels_last, self.info)
                 row.update(metrics)
                 if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):

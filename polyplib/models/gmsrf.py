@@ -16,7 +16,7 @@ from polyplib.models.rfb import RFB
 
 # variant -> default timm backbone, stride of the coarsest scale (input sides must divide by it), side-output resize
 VARIANTS = {
-    "official": dict(backbone="res2net50_26w_4s", stride=8, upsample="nearest"),
+    "official": dict(backbone="res2net50d", stride=8, upsample="nearest"),
     "paper": dict(backbone="resnet50", stride=32, upsample="bilinear"),
 }
 
@@ -27,42 +27,54 @@ class GMSRFNet(nn.Module):
     def __init__(self, encoder: nn.Module, reducers: nn.ModuleList, norm: InputNorm,
                  channels: tuple[int, ...] = (32, 64, 128, 256), growth: tuple[int, ...] = (32, 32, 64, 64),
                  num_modules: int = 2, cmsa: bool = True, msfs: bool = True, deep_supervision: bool = True,
-                 stride: int = 8, upsample: str = "nearest", resampled_ch: int = 32) -> None:
+                 stride: int = 8, upsample: str = "nearest", resampled_ch: int = 32, fusion: str = "code",
+                 cmsa_gate: str = "sigmoid+1") -> None:
         super().__init__()
         self.norm = norm
         self.encoder = encoder
         self.reducers = reducers
-        self.gmsrf = nn.ModuleList([GMSRFModule(channels, growth, resampled_ch=resampled_ch, cmsa=cmsa,
-                                                 msfs=msfs) for _ in range(num_modules)])
+        self.gmsrf = nn.ModuleList([GMSRFModule(channels, growth, resampled_ch=resampled_ch, cmsa=cmsa, msfs=msfs,
+                                                 fusion=fusion, cmsa_gate=cmsa_gate) for _ in range(num_modules)])
         self.decoder = GMSRFDecoder(channels, deep_supervision=deep_supervision)
         self.deep_supervision = deep_supervision
         self.stride = stride
         self.upsample = upsample
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+    def outputs(self, image: torch.Tensor) -> list[torch.Tensor]:
+        """[D1, D2, D3, D4] logits at input size (D1 only without deep supervision), in the current mode."""
         check_image(image, self.stride, "GMSRF-Net")
         feats = [reduce(f) for reduce, f in zip(self.reducers, self.encoder(self.norm(image)))]
         fused = feats
         for module in self.gmsrf:
             fused = module(fused)
         if self.gmsrf:
-            fused = [f + x for f, x in zip(fused, feats)]  # global residual to the RFB features (notes §1.4)
-        outputs = [resize_logits(o, image.shape[-2:], self.upsample) for o in self.decoder(fused)]
+            fused = [f + x for f, x in zip(fused, feats)]  # global residual: the authors' code only (notes §1.4)
+        return [resize_logits(o, image.shape[-2:], self.upsample) for o in self.decoder(fused)]
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        outputs = self.outputs(image)
         if self.training and self.deep_supervision:
             return tuple(outputs)
         return outputs[0]
 
 
 @register_model("gmsrf")
-def gmsrf(variant: str = "official", pretrained: bool = False, pretrained_file: str | Path | None = None,
+def gmsrf(variant: str = "paper", pretrained: bool = False, pretrained_file: str | Path | None = None,
           backbone: str | None = None, cmsa: bool = True, msfs: bool = True, num_modules: int = 2,
-          deep_supervision: bool = True, width: float = 1.0) -> GMSRFNet:
-    """GMSRF-Net. `official`: Res2Net-50 26w4s, stem bypassed (scales H..H/8), layer1 reduced by a 1x1 conv, no
-    input normalisation, nearest side-output upsampling, as NoviceMAn-prog/GMSRFNet. `paper`: timm ResNet-50 with its
-    stem (scales H/4..H/32), RFB on all four scales (Sec. II-B.1), ImageNet normalisation, bilinear upsampling.
-    Both use widths 32/64/128/256 and growth 32/32/64/64; `width` scales those (not in the paper: a smoke-profile
-    knob; 1.0 is the paper's network). `backbone='res2net50d'` gives the avg-pool shortcuts of the
-    authors' res2net50_v1b_26w_4s (same parameter count; timm's res2net50_26w_4s uses strided 1x1 shortcuts)."""
+          deep_supervision: bool = True, width: float = 1.0, fusion: str = "code",
+          cmsa_gate: str = "sigmoid+1") -> GMSRFNet:
+    """GMSRF-Net (Sec. II-B). `paper` (default): timm ResNet-50 with its stem (scales H/4..H/32), RFB on all four
+    scales (Sec. II-B.1), ImageNet normalisation, bilinear upsampling. `official`: the authors' network
+    (NoviceMAn-prog/GMSRFNet model.py): Res2Net-50 v1b 26w4s (timm `res2net50d`: average pooling before the 1x1 of
+    each downsampling shortcut, unlike timm's `res2net50_26w_4s` with strided 1x1 shortcuts), stem bypassed by one
+    stride-1 3x3 conv (scales H..H/8), layer1 reduced by a 1x1 conv, no input normalisation, nearest side-output
+    upsampling; `load_authors_state_dict` maps the authors' weights onto it by name.
+
+    Code vs paper, in both variants unless an option says otherwise: CMSA is sigmoid(.)+1 in [1, 2] (Eq. 1 has no
+    activation: `cmsa_gate="linear"`); each fusion layer is 1x1 -> CMSA gate -> MSFS -> 3x3 (Eq. 2-3: a 3x3 on the
+    concatenation, then the gate, then MSFS: `fusion="paper"`); the global residual after the last module
+    is the code's (the paper names only the module residual). Widths 32/64/128/256 and growth 32/32/64/64 are the
+    code's; `width` scales them (a smoke-profile knob, not in the paper; 1.0 is the paper's network)."""
     if variant not in VARIANTS:
         raise ConfigError(f"variant={variant!r} is not known; choose one of {sorted(VARIANTS)}")
     if not isinstance(num_modules, int) or num_modules < 0:
@@ -87,7 +99,7 @@ def gmsrf(variant: str = "official", pretrained: bool = False, pretrained_file: 
         norm = InputNorm()
     return GMSRFNet(encoder, nn.ModuleList(reducers), norm, channels, growth, num_modules=num_modules, cmsa=cmsa,
                     msfs=msfs, deep_supervision=deep_supervision, stride=cfg["stride"], upsample=cfg["upsample"],
-                    resampled_ch=resampled)
+                    resampled_ch=resampled, fusion=fusion, cmsa_gate=cmsa_gate)
 
 
 def scale_widths(widths: tuple[int, ...], width: float) -> tuple[int, ...]:

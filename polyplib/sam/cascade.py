@@ -82,13 +82,14 @@ def box_fill_predict_fn(device: torch.device) -> PredictFn:
 def gt_box_labels(sam: PolypSAM, jitter: float = 0.0) -> dict:
     """Summary labels of a ground-truth-box evaluation: prompt source, its description and the SAM weights."""
     return {"prompt_source": "gt-box" if jitter == 0 else "gt-box-jitter",
-            "prompts": f"ground-truth boxes (jitter {jitter})", "pretrained_source": sam.pretrained_source}
+            "prompts": f"ground-truth boxes (jitter {jitter})", "pretrained_source": sam.pretrained_source,
+            "recipe": sam.recipe}
 
 
 def record_source(summary_path: Path, sam: PolypSAM, prompts: str, prompt_source: str | None = None) -> dict:
     """Add what the SAM weights were (`scratch` or a file) and where prompts came from to an evaluation summary."""
     summary = json.loads(summary_path.read_text())
-    summary.update(pretrained_source=sam.pretrained_source, prompts=prompts)
+    summary.update(pretrained_source=sam.pretrained_source, recipe=sam.recipe, prompts=prompts)
     if prompt_source is not None:
         summary["prompt_source"] = prompt_source
     summary_path.write_text(json.dumps(summary, indent=2) + "\n")
@@ -98,7 +99,8 @@ def record_source(summary_path: Path, sam: PolypSAM, prompts: str, prompt_source
 def evaluate_sam(sam: PolypSAM, dataset: str, out_dir: str | Path, *, detector: nn.Module | None = None,
                  detector_size: int | None = None, jitter: float = 0.0, threshold: float = 0.5, device: str = "auto",
                  **eval_options):
-    """Engine evaluation (both protocols) of Polyp-SAM with GT boxes, jittered GT boxes or a detector's boxes."""
+    """Engine evaluation of Polyp-SAM with GT boxes, jittered GT boxes or a detector's boxes, on original-resolution
+    images one at a time (`image_size` and `batch_size` are ignored), with the GMSRF, PraNet and MONAI protocols."""
     from polyplib.engine.evaluate import evaluate, model_predict_fn
     from polyplib.engine.trainer import resolve_device
 
@@ -111,6 +113,7 @@ def evaluate_sam(sam: PolypSAM, dataset: str, out_dir: str | Path, *, detector: 
         fn = gt_box_predict_fn(sam, dev, jitter, sam.prompts.per_component)
         labels = gt_box_labels(sam, jitter)
         prompts, source = labels["prompts"], labels["prompt_source"]
+    eval_options.update(image_size=None, batch_size=1, monai=True)
     result = evaluate(None, dataset, out_dir=out_dir, predict_fn=fn, device=device, **eval_options)
     result.summary = record_source(result.files["summary"], sam, prompts, source)
     return result

@@ -82,7 +82,7 @@ class CachedEmbeddingDataset(Dataset):
             cache.embed(batch["image"], keys)
             for j, key in enumerate(keys):
                 self.items.append({"key": key, "mask": batch["mask"][j] > 0.5, "id": batch["id"][j],
-                                   "dataset": batch["dataset"][j]})
+                                   "dataset": batch["dataset"][j], "hw": torch.tensor(hw)})
 
     def __len__(self) -> int:
         return len(self.items)
@@ -95,4 +95,5 @@ class CachedEmbeddingDataset(Dataset):
         item = self.items[index]
         rng = np.random.default_rng((self.seed, self.epoch, index))
         return {"image": self.cache.lookup(item["key"]), "mask": item["mask"].float(), "id": item["id"],
-                "dataset": item["dataset"], "boxes": boxes_from_mask(item["mask"], rng=rng, **self.box_options)}
+                "dataset": item["dataset"], "hw": item["hw"],
+                "boxes": boxes_from_mask(item["mask"], rng=rng, **self.box_options)}

@@ -36,7 +36,9 @@ class PolypSAM(nn.Module):
     """SAM prompted by one or more boxes per image; returns mask logits at the input resolution."""
 
     extra_inputs = ("boxes",)
-    checkpoint_attrs = ("pretrained_source",)  # saved in training checkpoints: scratch or the SAM file it started from
+    native_resolution = True  # evaluated on original-resolution images: preprocessing resizes as SamPredictor does
+    # saved in training checkpoints: scratch or the SAM file it started from, and the training recipe (preset name)
+    checkpoint_attrs = ("pretrained_source", "recipe")
 
     def __init__(self, sam: Sam, strategy: str = "decoder", preprocess: str = "sam",
                  grad_checkpointing: bool = False, pretrained_source: str = "scratch",
@@ -50,6 +52,7 @@ class PolypSAM(nn.Module):
         self.grad_checkpointing = grad_checkpointing
         self.fast_attention = fast_attention
         self.pretrained_source = pretrained_source
+        self.recipe: str | None = None  # set by the trainer: which recipe fine-tuned these weights (None: not trained)
         self.prompts = prompts or PromptOptions()
         self.sam.requires_grad_(True)
         for module in self.frozen_modules():
