@@ -63,13 +63,13 @@ def locate(name: str, root: str | os.PathLike | None = None) -> tuple[Path, Path
             tried.append(f"{candidate}/{{{images},{masks}}}")
             if (candidate / images).is_dir() and (candidate / masks).is_dir():
                 return candidate, candidate / images, candidate / masks
-    origin = "argument root=" if root is not None else f"${ENV_ROOT}" if os.environ.get(ENV_ROOT) else "default root"
+    origin = "--root (root=)" if root is not None else f"${ENV_ROOT}" if os.environ.get(ENV_ROOT) else "default root"
     where = "\n  ".join(tried)
-    hint = (f"run polyplib.data.download({name!r}, root=...) (or `polyplib datasets download {name}`)" if spec.archive
+    hint = (f"run `polyplib datasets download {name} --root DIR` (polyplib.data.download in Python)" if spec.archive
             else "copy it there by hand (no public download)")
     missing = "" if base.is_dir() else f" (the root {base} itself does not exist)"
     raise DataError(f"dataset {name!r} not found under {base} ({origin}){missing}; looked for:\n  {where}\n"
-                    f"Pass root=..., set ${ENV_ROOT}, or {hint}.")
+                    f"Pass --root DIR (root= in Python), set ${ENV_ROOT}, or {hint}.")
 
 
 def find_pairs(name: str, root: str | os.PathLike | None = None) -> list[Pair]:

@@ -32,8 +32,8 @@ class EmbeddingDecoder(nn.Module):
 class SamRun(_Run):
     """An engine run whose datasets carry GT box prompts, and cached embeddings under `decoder` + `cache_embeddings`."""
 
-    def __init__(self, config: TrainConfig, resume: bool) -> None:
-        super().__init__(config, resume)
+    def __init__(self, config: TrainConfig, resume: bool, overwrite: bool = False) -> None:
+        super().__init__(config, resume, overwrite)
         if not isinstance(self.model, PolypSAM):
             raise ConfigError(f"model {config.model!r} is not a Polyp-SAM model; use `polyplib train` for it")
         if self.info.is_main:  # the label every result of this run carries: scratch or the SAM file it started from
@@ -62,6 +62,6 @@ class SamRun(_Run):
             self.val_ds = BoxPromptDataset(self.val_ds, **boxes)
 
 
-def train(config: TrainConfig, resume: bool = False) -> TrainResult:
+def train(config: TrainConfig, resume: bool = False, overwrite: bool = False) -> TrainResult:
     """Train a Polyp-SAM model (`config.model` = polyp-sam-*); `resume=True` continues from `<out_dir>/last.pt`."""
-    return run_training(SamRun, config, resume)
+    return run_training(SamRun, config, resume, overwrite)
