@@ -104,8 +104,11 @@ def test_predict_folder_writes_binary_masks_at_input_size(tmp_path):
     assert [m.shape for m in masks] == [(50, 70), (33, 47)] and all((m == 255).all() for m in masks)
     none = predict_folder(path, images, tmp_path / "none", threshold=1.0, progress=False)
     assert all((cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) == 0).all() for p in none)
-    with pytest.raises(DataError, match="no images"):
+    with pytest.raises(DataError, match="missing does not exist"):
         predict_folder(path, tmp_path / "all" / "missing", tmp_path / "x")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no images"):
+        predict_folder(path, tmp_path / "empty", tmp_path / "x")
 
 
 def test_unusable_checkpoints_are_weights_errors(tmp_path):

@@ -68,8 +68,8 @@ def locate(name: str, root: str | os.PathLike | None = None) -> tuple[Path, Path
     if not base.is_dir():
         raise DataError(f"dataset {name!r}: the data root {base} ({origin}) does not exist. {advice}")
     layouts = " or ".join(f"{{{images},{masks}}}" for images, masks in spec.layouts)
-    raise DataError(f"dataset {name!r} not found under {base} ({origin}); looked for {', '.join(spec.folders)} "
-                    f"holding {layouts}.\n{advice}")
+    raise DataError(f"dataset {name!r} not found under {base} ({origin}); looked for "
+                    f"{', '.join(str(base / folder) for folder in spec.folders)} holding {layouts}.\n{advice}")
 
 
 def find_pairs(name: str, root: str | os.PathLike | None = None) -> list[Pair]:

@@ -310,9 +310,9 @@ def predict_folder(checkpoint: str | Path, input_dir: str | Path, out_dir: str |
     over existing files only with `overwrite`)."""
     check_positive(image_size, "--image-size")
     check_probability(threshold, "--threshold")
-    plan = plan_masks(input_dir, out_dir, overwrite)
     dev = resolve_device(device)
     model, config = load_trained_model(checkpoint, dev)
+    plan = plan_masks(input_dir, out_dir, overwrite)
     if getattr(model, "extra_inputs", ()):
         raise ConfigError(f"{checkpoint}: {config.model!r} needs {tuple(model.extra_inputs)} besides the image, which "
                           "a folder of images does not give; use `polyplib cascade` (detector boxes) instead")
