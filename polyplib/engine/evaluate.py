@@ -312,10 +312,10 @@ def predict_folder(checkpoint: str | Path, input_dir: str | Path, out_dir: str |
     check_probability(threshold, "--threshold")
     dev = resolve_device(device)
     model, config = load_trained_model(checkpoint, dev)
-    plan = plan_masks(input_dir, out_dir, overwrite)
     if getattr(model, "extra_inputs", ()):
         raise ConfigError(f"{checkpoint}: {config.model!r} needs {tuple(model.extra_inputs)} besides the image, which "
                           "a folder of images does not give; use `polyplib cascade` (detector boxes) instead")
+    plan = plan_masks(input_dir, out_dir, overwrite)
     size = image_size or config.image_size
     predict = model_predict_fn(model, dev)
     Path(out_dir).mkdir(parents=True, exist_ok=True)

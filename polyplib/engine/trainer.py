@@ -193,8 +193,12 @@ def prepare_out_dir(config: TrainConfig, resume: bool, overwrite: bool = False) 
     else:
         differs = [f"files {', '.join(present)} without config.json"] if present else []
     if differs and not overwrite:
-        raise ConfigError(f"--out {out} holds another run (it differs in {', '.join(differs[:6])}); pass --overwrite "
-                          "to replace it, resume it with its own options, or choose another --out")
+        what = ", ".join(differs[:6])
+        if resume:
+            raise ConfigError(f"cannot resume {out}: the run was started with different {what}; use the same options "
+                              "(`polyplib train --out OUT --resume` reads them from OUT/config.json) or a new --out")
+        raise ConfigError(f"--out {out} holds another run (it differs in {what}); pass --overwrite to replace it, "
+                          "resume it with its own options, or choose another --out")
     if differs:
         for name in present:
             (out / name).unlink()
