@@ -214,11 +214,15 @@ DEVICE_HELP = "auto (CUDA when present), cpu or cuda[:N]"
 JSON_HELP = "machine-readable output"
 TRAIN_HELP = {
     "model": "model name (polyplib describe NAME)", "dataset": "training dataset name (polyplib datasets)",
-    "root": ROOT_HELP, "protocol": "split protocol: gmsrf, pranet, kvasir-official or polyp-sam",
+    "root": "data root ($POLYPLIB_DATA, else ~/.cache/polyplib/data)", "protocol": "split protocol: gmsrf, pranet, kvasir-official or polyp-sam",
     "epochs": "epochs", "batch_size": "images per step", "lr": "learning rate", "image_size": "training size (pixels)",
     "out_dir": "run folder (checkpoints, log, config.json)", "device": DEVICE_HELP, "seed": "random seed",
     "workers": "data-loading worker processes", "precision": "auto, bf16, fp16 or fp32",
 }
+# TrainConfig's defaults of those flags, shown by `polyplib train --help` without importing torch (a test keeps them equal)
+TRAIN_DEFAULTS = {"model": "gmsrf", "dataset": "kvasir-seg", "root": None, "protocol": "gmsrf", "epochs": 50,
+                  "batch_size": 8, "lr": 0.0001, "image_size": 256, "out_dir": "runs/default", "device": "auto",
+                  "seed": 0, "workers": 0, "precision": "auto"}
 
 
 def _own_commands(sub: argparse._SubParsersAction) -> None:
@@ -241,7 +245,9 @@ def _own_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", help="TrainConfig JSON (e.g. a run's config.json)")
     for key, kind in TRAIN_FLAGS.items():
         flag = "--out" if key == "out_dir" else "--" + key.replace("_", "-")
-        p.add_argument(flag, dest=key, type=kind, default=None, help=TRAIN_HELP[key])
+        fallback = "" if TRAIN_DEFAULTS[key] is None else f", else {TRAIN_DEFAULTS[key]}"
+        p.add_argument(flag, dest=key, type=kind, default=None,
+                       help=f"{TRAIN_HELP[key]} (default: the preset's{fallback})")
     p.add_argument("--variant", help="model variant (model_options.variant), e.g. paper or official")
     p.add_argument("--strategy", help="Polyp-SAM fine-tuning strategy (model_options.strategy): decoder or full")
     p.add_argument("--allow-scratch", action="store_true",

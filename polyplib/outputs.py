@@ -21,16 +21,18 @@ def _existing_ancestor(path: Path) -> Path:
     return path
 
 
-def check_output_dir(path: str | os.PathLike, option: str = "--out") -> Path:
-    """`path` is a folder, or one that can be made: not an existing file, below a writable folder."""
+def check_output_dir(path: str | os.PathLike, option: str = "--out", named: str | os.PathLike | None = None) -> Path:
+    """`path` is a folder, or one that can be made: not an existing file, below a writable folder (errors name
+    `named`, the path the user gave, when `path` is derived from it)."""
     path = Path(path)
+    named = path if named is None else named
     if path.exists() and not path.is_dir():
-        raise ConfigError(f"{option} {path} is an existing file, not a folder; choose a folder path")
+        raise ConfigError(f"{option} {named} is an existing file, not a folder; choose a folder path")
     base = _existing_ancestor(path)
     if not base.is_dir():
-        raise ConfigError(f"{option} {path}: {base} is a file, so the folder cannot be made; choose another path")
+        raise ConfigError(f"{option} {named}: {base} is a file, so the folder cannot be made; choose another path")
     if not _writable(base):
-        raise ConfigError(f"{option} {path}: {base} is not writable; choose a folder you can write to")
+        raise ConfigError(f"{option} {named}: {base} is not writable; choose a folder you can write to")
     return path
 
 
@@ -41,7 +43,7 @@ def check_output_file(path: str | os.PathLike, option: str = "--out", overwrite:
         raise ConfigError(f"{option} {path} is a folder; give a file path such as {path / 'results.json'}")
     if path.exists() and not overwrite:
         raise ConfigError(f"{option} {path} already exists; pass --overwrite to replace it or choose another file")
-    check_output_dir(path.parent, option)
+    check_output_dir(path.parent, option, named=path)
     return path
 
 

@@ -279,6 +279,15 @@ def test_help_lists_every_command_without_importing_torch():
     assert sorted(cli.COMMAND_SUMMARIES) == sorted(set(cli.COMMAND_SUMMARIES))
 
 
+def test_train_help_defaults_are_trainconfig_defaults(capsys):
+    from polyplib.engine import TrainConfig
+
+    assert cli.TRAIN_DEFAULTS == {key: getattr(TrainConfig(), key) for key in cli.TRAIN_FLAGS}
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--help"])
+    assert "(default: the preset's, else 50)" in " ".join(capsys.readouterr().out.split())
+
+
 def test_command_help_shows_defaults_and_external_commands_still_run(capsys):
     with pytest.raises(SystemExit):
         cli.main(["evaluate", "--help"])
