@@ -81,3 +81,14 @@ def test_format_table_prints_ranges_and_the_warning():
     text = format_table(results)
     assert "8.00 [4.00-8.00]" in text and "1000.0 [1000.0-2000.0]" in text
     assert "speed-up x1.50 (range x0.90-x7.00 over 3 paired repeats)" in text and "WARNING paper: timings vary" in text
+
+
+def test_format_table_prints_polyp_sam_ranges_and_warnings():
+    line = {"batch": 2, **timing_line([1.0, 2.0, 1.0], 2, "step_ms")}
+    sam = {"size": "tiny", "image_size": 64, "latency_ms": 3.0, "full_speedup": 1.5, "full_speedup_min": 1.2,
+           "full_speedup_max": 1.9, "decoder_speedup": 2.0, "decoder_speedup_min": 1.9, "decoder_speedup_max": 2.1,
+           "warnings": {"full": "timings vary"},
+           "lines": [{**line, "strategy": "full", "recipe": r} for r in ("ours", "authors")]}
+    text = format_table({"provenance": {"machine": "m", "torch": "t"}, "suites": {"sam": sam}})
+    assert "2.00 [1.00-2.00]" in text and "full: ours/authors speed-up x1.50 (range x1.20-x1.90)" in text
+    assert "WARNING Polyp-SAM full: timings vary" in text

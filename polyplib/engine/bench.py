@@ -351,7 +351,25 @@ def format_table(results: dict) -> str:
             text.append(f"{c['variant']}: ours/authors speed-up x{c['speedup']:.2f}{spread}, memory ratio {mem}")
             if c.get("warning"):
                 text.append(f"WARNING {c['variant']}: {c['warning']}")
+    sam = results["suites"].get("sam")
+    if sam and "lines" in sam:
+        text.extend(_sam_lines(sam))
     for name, suite in results["suites"].items():
-        if name != "gmsrf":
+        if name not in ("gmsrf", "sam") or (name == "sam" and "lines" not in suite):
             text.append(f"{name}: {json.dumps(suite)[:500]}")
     return "\n".join(text)
+
+
+def _sam_lines(sam: dict) -> list[str]:
+    """Polyp-SAM lines of the text table: images/s median [min-max], speed-up ranges, latency, warnings."""
+    text = [f"Polyp-SAM {sam['size']} at {sam['image_size']}x{sam['image_size']}"]
+    for ln in sam["lines"]:
+        text.append(f"{ln['strategy']:<9} {ln['recipe']:<8} {'train':<17} {ln['batch']:>5} "
+                    f"{_range(ln, 'images_per_s', '.2f'):>27}")
+    for name in ("full", "decoder"):
+        spread = (f" (range x{sam[f'{name}_speedup_min']:.2f}-x{sam[f'{name}_speedup_max']:.2f})"
+                  if f"{name}_speedup_min" in sam else "")
+        text.append(f"{name}: ours/authors speed-up x{sam[f'{name}_speedup']:.2f}{spread}")
+    text.append(f"batch-1 latency {sam['latency_ms']:.1f} ms")
+    text.extend(f"WARNING Polyp-SAM {name}: {warning}" for name, warning in sam.get("warnings", {}).items())
+    return text
