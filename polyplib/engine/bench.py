@@ -313,7 +313,7 @@ def run_bench(suite: str = "gmsrf", quick: bool = False, device: str = "auto", o
                 raise
             results["suites"]["sam"] = {"skipped": "polyplib.sam.bench is not available"}
         else:
-            results["suites"]["sam"] = sam_bench.run_sam_bench(quick=quick, device=device)
+            results["suites"]["sam"] = sam_bench.run_sam_bench(quick=quick, device=device, repeats=repeats)
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(json.dumps(results, indent=2) + "\n")
