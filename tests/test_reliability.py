@@ -191,7 +191,7 @@ def test_an_error_in_a_dataloader_worker_is_one_short_line_naming_the_file(tmp_p
 
 
 def test_a_diverging_run_is_one_line(capsys, tmp_path):
-    fails(capsys, tiny_args(tmp_path / "run", "--lr", "1e12", "--epochs", "2"), "training loss became", "lower lr")
+    fails(capsys, tiny_args(tmp_path / "run", "--lr", "1e12", "--epochs", "2"), "training loss became", "--lr")
 
 
 # -- evaluate ---------------------------------------------------------------------------------------------------

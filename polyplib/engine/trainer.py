@@ -354,7 +354,7 @@ class _Run:
     def _check_loss(self) -> None:
         if not torch.isfinite(self.loss_sum):
             raise DivergenceError(f"training loss became {float(self.loss_sum)} in epoch {self.epoch + 1} (by step "
-                                     f"{self.global_step}); lower lr or use precision=fp32")
+                                     f"{self.global_step}); lower the learning rate (--lr) or use --precision fp32")
 
     # -- loop ----------------------------------------------------------------------------------------------------
     def _optimizer_step(self) -> None:
