@@ -183,7 +183,8 @@ def _peak_mb(fn: Callable[[], None], device: torch.device) -> float | None:
     return torch.cuda.max_memory_allocated(device) / 2**20
 
 
-def _built(factory: Callable[[], Callable[[], None]], device: torch.device, warmup: int) -> tuple[Callable, float | None]:
+def _built(factory: Callable[[], Callable[[], None]], device: torch.device,
+           warmup: int) -> tuple[Callable[[], None], float | None]:
     """Build a line, warm it up, and measure the memory it adds (before the other line exists)."""
     base = torch.cuda.memory_allocated(device) / 2**20 if device.type == "cuda" else 0.0
     fn = factory()

@@ -121,7 +121,7 @@ def run_sam_bench(quick: bool = False, device: str = "auto", size: str | None = 
                     **{k: v for k, v in measured[recipe].items() if k not in ("seconds", "peak_mem_mb")}}
             lines.append({**line, **(extra if recipe == "ours" else {})})
         speedups[strategy] = comparison(strategy, batch, float("nan"), measured["ours"], measured["authors"])
-        del model, opt, authors_opt, net, inputs
+        model = opt = authors_opt = net = inputs = None  # free them before the next strategy
         if cuda:
             torch.cuda.empty_cache()
     model = PolypSAM(build_sam(size, encoder_size)).to(dev).eval()
