@@ -1,4 +1,4 @@
-# polyp-book: `make book` builds the book, `make test` runs every test.
+# polyp-book: `make book` builds the book, `make test` runs every test, `make lab` opens the notebooks in JupyterLab.
 # Both create a virtualenv in .venv when none is active and install polyplib into it.
 SHELL := /bin/bash
 VENV ?= .venv
@@ -11,7 +11,7 @@ STAMP := $(VENV)/.polyplib-installed
 endif
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: install test book bench clean
+.PHONY: install test book lab bench clean
 
 $(VENV)/bin/python:
 	python3 -m venv $(VENV)
@@ -28,6 +28,10 @@ test: $(STAMP)
 
 book: $(STAMP)
 	$(PY) -m polyplib book --profile smoke
+
+lab: $(STAMP)
+	$(PY) -c "import jupyterlab" 2>/dev/null || $(PY) -m pip install -q -e ".[lab]"
+	$(PY) -m jupyterlab notebooks
 
 bench: $(STAMP)
 	$(PY) -m polyplib bench $(if $(QUICK),--quick,)

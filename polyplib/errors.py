@@ -15,3 +15,7 @@ class ConfigError(PolypError):
 
 class WeightsError(PolypError):
     """Pretrained weights are unavailable or fail verification."""
+
+
+class DivergenceError(PolypError, FloatingPointError):
+    """Training produced a non-finite loss (the message says when and what to change)."""

@@ -211,6 +211,29 @@ def bar_with_errors(frame: pd.DataFrame, x: str, metric: str, hue: str | None = 
     return ax
 
 
+def bar_with_range(frame: pd.DataFrame, x: str, metric: str, hue: str, ax: plt.Axes | None = None,
+                   title: str | None = None) -> plt.Axes:
+    """Bars of the median `metric` of each row, with error bars from its `<metric>_min` to `<metric>_max` columns
+    (repeated timings: the spread says how far the figure can be trusted), grouped by `x` and `hue`."""
+    missing = [c for c in (x, hue, metric, f"{metric}_min", f"{metric}_max") if c not in frame.columns]
+    if missing:
+        raise ConfigError(f"results lack columns {missing}; columns are {list(frame.columns)}")
+    ax = ax or plt.subplots(figsize=(max(4.0, 0.9 * frame[x].nunique() * frame[hue].nunique()), 3))[1]
+    xs, hues = list(dict.fromkeys(frame[x])), list(dict.fromkeys(frame[hue]))
+    width = 0.8 / len(hues)
+    for j, h in enumerate(hues):
+        part = frame[frame[hue] == h]
+        pos = [xs.index(v) + (j - (len(hues) - 1) / 2) * width for v in part[x]]
+        errors = [part[metric] - part[f"{metric}_min"], part[f"{metric}_max"] - part[metric]]
+        ax.bar(pos, part[metric], width=width, yerr=errors, capsize=3, label=str(h))
+    ax.set_xticks(range(len(xs)), [str(v) for v in xs], rotation=20, ha="right")
+    ax.set_ylabel(f"{metric} (median, min-max)")
+    ax.legend(fontsize=8, title=hue)
+    if title:
+        ax.set_title(title)
+    return ax
+
+
 def styled_table(frame: pd.DataFrame, caption: str | None = None, precision: int = 3,
                  highlight_max: Sequence[str] = (), highlight_min: Sequence[str] = (), uuid: str | None = None):
     """A pandas Styler rendered to static HTML (deterministic ids): rounded numbers, best value per column in bold."""

@@ -1,7 +1,9 @@
 """Benchmark pieces: measured matmul peak, recipes, and the text table."""
+import pytest
 import torch
 
-from polyplib.engine.bench import format_table, matmul_peak_flops, recipes
+from polyplib.engine.bench import (comparison, format_table, interleaved, matmul_peak_flops, paired_ratios, recipes,
+                                   summarize, timing_line, trust_warning)
 
 
 def test_matmul_peak_is_a_plausible_cpu_rate():
@@ -24,3 +26,69 @@ def test_format_table_shows_ratios():
         "comparisons": [{"variant": "official", "speedup": 4.0, "memory_ratio": 0.3}]}}}
     text = format_table(results)
     assert "speed-up x4.00, memory ratio 0.30" in text and "25.0%" in text and "2.00 TFLOP/s" in text
+
+
+# -- honest figures: repeated, interleaved timings with their spread (controlled inputs, nothing timed) -------------
+
+
+def test_summarize_gives_median_range_and_relative_spread():
+    assert summarize([3.0, 1.0, 2.0, 10.0]) == {"median": 2.5, "min": 1.0, "max": 10.0, "spread": 9.0 / 2.5}
+
+
+def test_ratios_pair_blocks_timed_back_to_back():
+    assert paired_ratios([1.0, 2.0], [2.0, 6.0]) == [2.0, 3.0]  # seconds: authors / ours = speed-up
+
+
+def test_interleaving_alternates_the_order_so_both_lines_see_the_same_load():
+    calls = []
+    fns = {"ours": lambda: calls.append("o"), "authors": lambda: calls.append("a")}
+    times = interleaved(fns, torch.device("cpu"), repeats=4, steps=2, warmup=1)
+    assert "".join(calls) == "oa" + "ooaa" + "aaoo" + "ooaa" + "aaoo"
+    assert [len(t) for t in times.values()] == [4, 4] and all(s >= 0 for t in times.values() for s in t)
+
+
+def measured(seconds: list[float]) -> dict:
+    """A training line as `compare_lines` returns it, from given seconds per step."""
+    return {**timing_line(seconds, 8, "step_ms"), "seconds": seconds, "peak_mem_mb": None}
+
+
+def test_a_quiet_comparison_is_trusted_and_a_noisy_one_is_flagged():
+    quiet = comparison("paper", 8, 1.0, measured([1.0, 1.05, 1.02]), measured([2.0, 2.1, 2.04]))
+    assert quiet["speedup"] == pytest.approx(2.0) and quiet["warning"] is None
+    assert quiet["speedup_min"] == pytest.approx(2.0) and quiet["speedup_max"] == pytest.approx(2.0)
+    # a load spike during one authors block: 7x in that pair, 1x in the others
+    ours, authors = [1.0, 1.0, 1.0], [1.0, 7.0, 1.0]
+    noisy = comparison("paper", 8, 1.0, measured(ours), measured(authors))
+    assert (noisy["speedup"], noisy["speedup_min"], noisy["speedup_max"]) == (1.0, 1.0, 7.0)
+    assert "cannot be trusted" in noisy["warning"] and "ratio 600%" in noisy["warning"]
+    assert "only 2" in trust_warning({"ours": 0.0}, repeats=2)
+
+
+def test_timing_line_reports_images_per_second_range():
+    line = timing_line([0.5, 0.25, 1.0], batch=2, key="step_ms")
+    assert (line["images_per_s"], line["images_per_s_min"], line["images_per_s_max"]) == (4.0, 2.0, 8.0)
+    assert (line["step_ms"], line["step_ms_min"], line["step_ms_max"], line["repeats"]) == (500.0, 250.0, 1000.0, 3)
+
+
+def test_format_table_prints_ranges_and_the_warning():
+    line = {"variant": "paper", "kind": "train", "batch": 8, "peak_mem_mb": None, "mfu": 0.1,
+            **timing_line([1.0, 1.0, 2.0], 8, "step_ms")}
+    results = {"provenance": {"machine": "m", "torch": "t"}, "suites": {"gmsrf": {
+        "image_size": 64, "peak_flops": 1e11, "peak_flops_dtype": "fp32", "repeats": 3,
+        "lines": [{**line, "recipe": "ours"}, {**line, "recipe": "authors"}],
+        "comparisons": [{"variant": "paper", "speedup": 1.5, "speedup_min": 0.9, "speedup_max": 7.0, "repeats": 3,
+                         "memory_ratio": None, "warning": "timings vary"}]}}}
+    text = format_table(results)
+    assert "8.00 [4.00-8.00]" in text and "1000.0 [1000.0-2000.0]" in text
+    assert "speed-up x1.50 (range x0.90-x7.00 over 3 paired repeats)" in text and "WARNING paper: timings vary" in text
+
+
+def test_format_table_prints_polyp_sam_ranges_and_warnings():
+    line = {"batch": 2, **timing_line([1.0, 2.0, 1.0], 2, "step_ms")}
+    sam = {"size": "tiny", "image_size": 64, "latency_ms": 3.0, "full_speedup": 1.5, "full_speedup_min": 1.2,
+           "full_speedup_max": 1.9, "decoder_speedup": 2.0, "decoder_speedup_min": 1.9, "decoder_speedup_max": 2.1,
+           "warnings": {"full": "timings vary"},
+           "lines": [{**line, "strategy": "full", "recipe": r} for r in ("ours", "authors")]}
+    text = format_table({"provenance": {"machine": "m", "torch": "t"}, "suites": {"sam": sam}})
+    assert "2.00 [1.00-2.00]" in text and "full: ours/authors speed-up x1.50 (range x1.20-x1.90)" in text
+    assert "WARNING Polyp-SAM full: timings vary" in text

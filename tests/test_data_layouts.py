@@ -102,7 +102,7 @@ def test_missing_root_and_missing_dataset_say_where_and_how(tmp_path):
     with pytest.raises(DataError) as missing_root:
         load_dataset("kvasir-seg", root=tmp_path / "nowhere")
     text = str(missing_root.value)
-    assert "does not exist" in text and "POLYPLIB_DATA" in text and "download('kvasir-seg'" in text
+    assert "does not exist" in text and "POLYPLIB_DATA" in text and "polyplib datasets download kvasir-seg" in text
     with pytest.raises(DataError) as missing_dataset:
         load_dataset("etis", root=tmp_path)
     assert str(tmp_path / "TestDataset/ETIS-LaribPolypDB") in str(missing_dataset.value)

@@ -98,14 +98,17 @@ def test_predict_folder_writes_binary_masks_at_input_size(tmp_path):
     rng = np.random.default_rng(0)
     for name, (h, w) in {"a.png": (50, 70), "b.jpg": (33, 47)}.items():
         cv2.imwrite(str(images / name), rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
-    written = predict_folder(path, images, tmp_path / "all", threshold=-1.0, progress=False)
+    written = predict_folder(path, images, tmp_path / "all", threshold=0.0, progress=False)
     assert [p.name for p in written] == ["a.png", "b.png"]
     masks = [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p in written]
     assert [m.shape for m in masks] == [(50, 70), (33, 47)] and all((m == 255).all() for m in masks)
     none = predict_folder(path, images, tmp_path / "none", threshold=1.0, progress=False)
     assert all((cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) == 0).all() for p in none)
-    with pytest.raises(DataError, match="no images"):
+    with pytest.raises(DataError, match="missing does not exist"):
         predict_folder(path, tmp_path / "all" / "missing", tmp_path / "x")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no images"):
+        predict_folder(path, tmp_path / "empty", tmp_path / "x")
 
 
 def test_unusable_checkpoints_are_weights_errors(tmp_path):

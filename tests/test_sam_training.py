@@ -189,6 +189,8 @@ def test_quick_bench_reports_both_lines():
     assert kinds == {(s, r) for s in ("full", "decoder") for r in ("ours", "authors")}
     assert all(ln["images_per_s"] > 0 for ln in res["lines"]) and res["latency_ms"] > 0
     assert res["full_speedup"] > 0 and res["decoder_speedup"] > 0 and res["size"] == "tiny"
+    assert all(ln["images_per_s_min"] <= ln["images_per_s"] <= ln["images_per_s_max"] for ln in res["lines"])
+    assert res["full_speedup_min"] <= res["full_speedup"] <= res["full_speedup_max"] and res["repeats"] == 3
 
 
 def test_resume_of_a_cached_decoder_run_is_exact(decoder_run, tmp_path):

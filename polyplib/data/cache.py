@@ -13,11 +13,12 @@ from tqdm.auto import tqdm
 from polyplib.data.dataset import BBOXES_JSON, ORIG_MASKS_DIR, ORIG_SIZES_JSON, load_dataset
 from polyplib.data.io import Pair, read_grey, read_pair
 from polyplib.data.registry import data_root, locate
-from polyplib.data.splits import split_dir
+from polyplib.data.splits import DEFAULT_SEEDS, get_split, split_dir
 from polyplib.data.transforms import apply_transform, build_transform
 from polyplib.errors import ConfigError, DataError
 
 WRITE_FLAGS = {"png": [cv2.IMWRITE_PNG_COMPRESSION, 9], "jpg": [cv2.IMWRITE_JPEG_QUALITY, 95]}
+CACHE_MARKER = ".polyplib-cache.json"  # written last into a complete cache folder
 
 
 def prepare_cache(name: str, out_dir: str | os.PathLike, root: str | os.PathLike | None = None, image_size: int = 256,
@@ -40,9 +41,13 @@ def prepare_cache(name: str, out_dir: str | os.PathLike, root: str | os.PathLike
     target = out_dir / folder.relative_to(data_root(root))
     if target.resolve() == folder.resolve():
         raise ConfigError(f"out_dir {out_dir} is the data root itself; choose another folder")
-    (target / "images").mkdir(parents=True, exist_ok=True)
-    (target / "masks").mkdir(parents=True, exist_ok=True)
-    (target / ORIG_MASKS_DIR).mkdir(parents=True, exist_ok=True)
+    if target.exists() and not (target / CACHE_MARKER).is_file():
+        raise ConfigError(f"--out {out_dir}: {target} exists and is not a complete polyplib cache (data of yours, or "
+                          "an old cache); delete it or choose another --out")
+    final, target = target, _partial_dir(target)
+    (target / "images").mkdir(parents=True)
+    (target / "masks").mkdir(parents=True)
+    (target / ORIG_MASKS_DIR).mkdir(parents=True)
     transform = build_transform(image_size)
 
     def write(pair: Pair) -> tuple[str, list[int]]:
@@ -63,14 +68,42 @@ def prepare_cache(name: str, out_dir: str | os.PathLike, root: str | os.PathLike
     (target / ORIG_SIZES_JSON).write_text(json.dumps(sizes, indent=0, sort_keys=True))
     if (folder / BBOXES_JSON).is_file():
         shutil.copy2(folder / BBOXES_JSON, target / BBOXES_JSON)
-    _copy_gmsrf_splits(name, root, out_dir, set(sizes))
+    (target / CACHE_MARKER).write_text(json.dumps({"name": name, "image_size": image_size, "pairs": len(sizes)}))
+    _copy_gmsrf_splits(name, root, out_dir, set(sizes), split_seed)
+    _swap_in(target, final)
     return out_dir
 
 
-def _copy_gmsrf_splits(name: str, root: str | os.PathLike | None, out_dir: Path, kept: set[str]) -> None:
-    """Carry the stored GMSRF split files over, restricted to the cached ids, so the cache splits identically."""
+def _partial_dir(target: Path) -> Path:
+    """A fresh hidden `.NAME.partial-PID` folder beside `target` (stale ones of killed runs are removed first):
+    `datasets` and `load_dataset` never see an incomplete cache."""
+    for stale in target.parent.glob(f".{target.name}.partial-*") if target.parent.is_dir() else []:
+        shutil.rmtree(stale, ignore_errors=True)
+    return target.parent / f".{target.name}.partial-{os.getpid()}"
+
+
+def _swap_in(partial: Path, final: Path) -> None:
+    """Rename the complete `partial` folder to `final` (a previous complete cache there is replaced)."""
+    if final.exists():
+        old = final.parent / f".{final.name}.old-{os.getpid()}"
+        os.replace(final, old)
+        os.replace(partial, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(partial, final)
+
+
+def _copy_gmsrf_splits(name: str, root: str | os.PathLike | None, out_dir: Path, kept: set[str],
+                       split_seed: int | None = None) -> None:
+    """Write the full dataset's GMSRF splits (stored seeds, the default seed and `split_seed`; drawn now when never
+    drawn), restricted to the cached ids, so that a cache of part of a dataset never splits afresh."""
     stored = split_dir(name, 0, root).parent
-    for source in sorted(stored.glob("seed*/*.txt")) if stored.is_dir() else []:
-        target = split_dir(name, int(source.parent.name[4:]), out_dir) / source.name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text("".join(f"{i}\n" for i in source.read_text().split() if i in kept))
+    seeds = {int(p.name[4:]) for p in stored.glob("seed*") if p.name[4:].isdigit()} if stored.is_dir() else set()
+    seeds |= {DEFAULT_SEEDS["gmsrf"]} | ({split_seed} if split_seed is not None else set())
+    for seed in sorted(seeds):
+        for key, ids in get_split(name, "gmsrf", root, seed).items():
+            target = split_dir(name, seed, out_dir) / f"{key}.txt"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_suffix(".tmp")
+            tmp.write_text("".join(f"{i}\n" for i in ids if i in kept))
+            os.replace(tmp, target)

@@ -128,3 +128,25 @@ def _by_stem(folder: Path, prefix: str = "") -> dict[str, Path]:
 def natural_key(text: str) -> tuple:
     """Sort key with numbers compared as numbers ('2' < '10')."""
     return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text))
+
+
+def _decode(path: Path) -> None:
+    """Decode every byte of an image file (JPEGs at 1/8 scale: the whole stream is still read and checked)."""
+    try:
+        with Image.open(path) as handle:
+            if handle.format == "JPEG":
+                handle.draft("RGB", (max(handle.width // 8, 1), max(handle.height // 8, 1)))
+            handle.load()
+    except FileNotFoundError as exc:
+        raise DataError(f"file not found: {path}") from exc
+    except _READ_ERRORS as exc:
+        raise _unreadable(path, exc) from exc
+
+
+def check_decodable(pairs: list[Pair], workers: int = 4) -> None:
+    """Decode every image and mask of `pairs` (truncated files fail here, naming the file, not mid-training)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    paths = [p for pair in pairs for p in (pair.image_path, pair.mask_path) if p is not None]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(_decode, paths))

@@ -56,20 +56,20 @@ def locate(name: str, root: str | os.PathLike | None = None) -> tuple[Path, Path
     spec, base = get_spec(name), data_root(root)
     if not spec.folders:
         raise ConfigError(f"dataset {name!r} is generated in memory and has no folder")
-    tried = []
     for folder in spec.folders:
         for images, masks in spec.layouts:
             candidate = base / folder
-            tried.append(f"{candidate}/{{{images},{masks}}}")
             if (candidate / images).is_dir() and (candidate / masks).is_dir():
                 return candidate, candidate / images, candidate / masks
-    origin = "argument root=" if root is not None else f"${ENV_ROOT}" if os.environ.get(ENV_ROOT) else "default root"
-    where = "\n  ".join(tried)
-    hint = (f"run polyplib.data.download({name!r}, root=...) (or `polyplib datasets download {name}`)" if spec.archive
+    origin = "--root" if root is not None else f"${ENV_ROOT}" if os.environ.get(ENV_ROOT) else "default root"
+    hint = (f"run `polyplib datasets download {name} --root DIR` (polyplib.data.download in Python)" if spec.archive
             else "copy it there by hand (no public download)")
-    missing = "" if base.is_dir() else f" (the root {base} itself does not exist)"
-    raise DataError(f"dataset {name!r} not found under {base} ({origin}){missing}; looked for:\n  {where}\n"
-                    f"Pass root=..., set ${ENV_ROOT}, or {hint}.")
+    advice = f"Pass --root DIR (root= in Python), set ${ENV_ROOT}, or {hint}."
+    if not base.is_dir():
+        raise DataError(f"dataset {name!r}: the data root {base} ({origin}) does not exist. {advice}")
+    layouts = " or ".join(f"{{{images},{masks}}}" for images, masks in spec.layouts)
+    raise DataError(f"dataset {name!r} not found under {base} ({origin}); looked for "
+                    f"{', '.join(str(base / folder) for folder in spec.folders)} holding {layouts}.\n{advice}")
 
 
 def find_pairs(name: str, root: str | os.PathLike | None = None) -> list[Pair]:

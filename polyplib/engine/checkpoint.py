@@ -64,8 +64,13 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint with `torch.load(weights_only=True)`; anything but tensors and primitives is refused."""
     path = Path(path)
+    if path.is_dir():
+        found = sorted(p.name for p in path.glob("*.pt"))
+        raise WeightsError(f"checkpoint {path} is a folder, not a file; pass the best.pt or last.pt inside it"
+                           + (f" (it holds {', '.join(found)})" if found else ""))
     if not path.is_file():
         raise WeightsError(f"checkpoint {path} not found; pass the best.pt/last.pt of a training run")
+    _check_file_kind(path)
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
@@ -77,3 +82,23 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     except (RuntimeError, EOFError, OSError) as err:
         raise WeightsError(f"checkpoint {path} is unreadable or truncated ({str(err)[:200]}); "
                            "use another checkpoint") from None
+
+
+TORCH_MAGIC = (b"PK\x03\x04", b"\x80")  # zip archive (torch.save since 1.6) or a legacy pickle
+
+
+def _check_file_kind(path: Path) -> None:
+    """Refuse files that are not torch checkpoints at all (JSON, other text, empty), saying what they are."""
+    with open(path, "rb") as handle:
+        head = handle.read(512)
+    if head.startswith(TORCH_MAGIC):
+        return
+    if not head:
+        raise WeightsError(f"checkpoint {path} is an empty file; use another checkpoint")
+    text = head.decode("utf-8", errors="replace").lstrip()
+    if b"\0" in head or text.count("\ufffd") > 3:
+        return  # binary: let torch.load report what it finds
+    kind = "a JSON text file" if text[:1] in "{[" else "a text file"
+    hint = " (config.json/summary.json of a run?)" if text[:1] == "{" else ""
+    raise WeightsError(f"checkpoint {path} is {kind}{hint}, not a PyTorch checkpoint; "
+                       "pass the best.pt/last.pt of a training run")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -18,12 +19,15 @@ from tqdm.auto import tqdm
 from polyplib.engine.checkpoint import load_checkpoint
 from polyplib.engine.config import TrainConfig
 from polyplib.engine.provenance import provenance
-from polyplib.engine.trainer import forward, resolve_device
+from polyplib.engine.trainer import FORMAT, forward, resolve_device
 from polyplib.errors import ConfigError, DataError, WeightsError
+from polyplib.outputs import check_output_dir, check_positive, check_probability
 
 PredictFn = Callable[[dict[str, Any]], torch.Tensor]
 GMSRF_KEYS = ("dice", "iou", "recall", "precision")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
+EVAL_FILES = ("per_image.csv", "summary.json", "overlays.png", "predictions")  # what `evaluate` writes in out_dir
+EVAL_IDENTITY = ("checkpoint", "dataset", "split", "protocol", "image_size")  # same values: the same evaluation
 
 
 @dataclass
@@ -44,17 +48,70 @@ def load_trained_model(path: str | Path, device: str | torch.device = "cpu") -> 
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
         raise WeightsError(f"checkpoint {path} has no model weights and config; "
                            "pass best.pt/last.pt of `polyplib train`")
+    if state.get("format", FORMAT) != FORMAT:
+        raise WeightsError(f"checkpoint {path} has format {state['format']!r}, which this polyplib does not read "
+                           f"(it reads {FORMAT!r}); use the polyplib version that wrote it")
     config = TrainConfig.from_dict(state["config"])
     model = create_architecture(config.model, **config.model_options)
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as err:
-        raise WeightsError(f"checkpoint {path} does not fit model {config.model!r}: "
-                           f"{str(err).splitlines()[0]}") from None
+    mismatch = state_dict_mismatch(model.state_dict(), state["model"])
+    if mismatch:
+        raise WeightsError(f"checkpoint {path} does not fit model {config.model!r} ({type(model).__name__}, options "
+                           f"{config.model_options}): {mismatch}; it was written for another model or options")
+    model.load_state_dict(state["model"])
     recorded = state.get("model_attrs", {})
     for name in getattr(model, "checkpoint_attrs", ()):
         setattr(model, name, recorded.get(name, "unknown (checkpoint written before polyplib recorded it)"))
     return model.to(device).eval(), config
+
+
+def state_dict_mismatch(expected: dict[str, torch.Tensor], given: dict[str, Any]) -> str:
+    """'' when `given` fits `expected`, else a one-line count of missing, unexpected and wrongly shaped tensors."""
+    missing, unexpected = sorted(expected.keys() - given.keys()), sorted(given.keys() - expected.keys())
+    shapes = [k for k in expected.keys() & given.keys()
+              if not torch.is_tensor(given[k]) or tuple(given[k].shape) != tuple(expected[k].shape)]
+    parts = [f"{len(missing)} missing tensors (e.g. {missing[0]})" if missing else "",
+             f"{len(unexpected)} unexpected tensors (e.g. {unexpected[0]})" if unexpected else ""]
+    if shapes:
+        key = sorted(shapes)[0]
+        got = tuple(given[key].shape) if torch.is_tensor(given[key]) else type(given[key]).__name__
+        parts.append(f"{len(shapes)} tensors of another shape (e.g. {key}: {got} in the checkpoint, "
+                     f"{tuple(expected[key].shape)} in the model)")
+    return ", ".join(p for p in parts if p)
+
+
+def default_eval_dir(checkpoint: str | Path, dataset: str, split: str | None) -> Path:
+    """`<run folder>/eval-<checkpoint stem>-<dataset>[-<split>]`: one folder per checkpoint and dataset split."""
+    checkpoint = Path(checkpoint)
+    return checkpoint.parent / "-".join(["eval", checkpoint.stem, dataset] + ([split] if split else []))
+
+
+def _same_evaluation(recorded: dict[str, Any], now: dict[str, Any]) -> bool:
+    for key in EVAL_IDENTITY:
+        a, b = recorded.get(key), now.get(key)
+        if key == "checkpoint" and a is not None and b is not None:
+            a, b = Path(a).resolve(), Path(b).resolve()
+        if a != b:
+            return False
+    return True
+
+
+def claim_eval_dir(out: Path, identity: dict[str, Any], overwrite: bool) -> None:
+    """Make `out` ready for this evaluation: refuse one holding a different evaluation (unless `overwrite`);
+    remove the previous outputs of this same evaluation (or, with `overwrite`, of any) so none is left stale."""
+    present = [out / name for name in EVAL_FILES if (out / name).exists()]
+    if not present:
+        return
+    try:
+        recorded = json.loads((out / "summary.json").read_text())
+    except (OSError, ValueError):
+        recorded = {}
+    if not overwrite and not (isinstance(recorded, dict) and _same_evaluation(recorded, identity)):
+        what = (f"checkpoint {recorded.get('checkpoint')} on {recorded.get('dataset')} split {recorded.get('split')}"
+                if isinstance(recorded, dict) and recorded else f"files {', '.join(p.name for p in present)}")
+        raise ConfigError(f"--out {out} holds another evaluation ({what}); pass --overwrite to replace it "
+                          "or choose another --out")
+    for path in present:
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
 def default_predict_fn(model: nn.Module, device: torch.device) -> tuple[PredictFn, dict[str, Any]]:
@@ -101,24 +158,32 @@ def score_image(prob: torch.Tensor, mask: torch.Tensor, prob_orig: torch.Tensor,
     return {**{k: float(gm[k]) for k in GMSRF_KEYS}, **{k: float(v) for k, v in pm.items() if np.isscalar(v)}, **mm}
 
 
-def evaluate(model: nn.Module | str | Path | None, dataset: str, *, out_dir: str | Path, root: str | None = None,
-             split: str | None = None, protocol: str = "gmsrf", image_size: int = 256, batch_size: int = 8,
-             save_predictions: bool = False, overlays: bool = True, predict_fn: PredictFn | None = None,
-             device: str = "auto", dataset_options: dict | None = None, progress: bool = True,
-             monai: bool = False) -> EvalResult:
+def evaluate(model: nn.Module | str | Path | None, dataset: str, *, out_dir: str | Path | None = None,
+             root: str | None = None, split: str | None = None, protocol: str = "gmsrf", image_size: int = 256,
+             batch_size: int = 8, save_predictions: bool = False, overlays: bool = True,
+             predict_fn: PredictFn | None = None, device: str = "auto", dataset_options: dict | None = None,
+             progress: bool = True, overwrite: bool = False, monai: bool = False) -> EvalResult:
     """Evaluate a model, a checkpoint path or a `predict_fn(batch) -> probabilities [B,1,H,W]` on one dataset split.
 
-    Models with `native_resolution` (Polyp-SAM) get original-resolution images one at a time (they resize their own
-    input) and add the MONAI protocol columns, as does `monai=True`."""
+    `out_dir=None` (checkpoint paths only): `default_eval_dir`. A folder holding another evaluation is refused
+    unless `overwrite`. Models with `native_resolution` (Polyp-SAM) get original-resolution images one at a time (they
+    resize their own input) and add the MONAI protocol columns, as does `monai=True`."""
     from polyplib.data import load_dataset
 
+    check_positive(batch_size, "--batch-size")
+    check_positive(image_size, "--image-size")
+    checkpoint = str(model) if predict_fn is None and isinstance(model, (str, Path)) else None
+    if out_dir is None:
+        if checkpoint is None:
+            raise ConfigError("evaluate needs out_dir (--out) unless the model is a checkpoint path")
+        out_dir = default_eval_dir(checkpoint, dataset, split)
+    out = check_output_dir(out_dir)
     dev = resolve_device(device)
-    checkpoint, labels = None, {}
+    labels = {}
     if predict_fn is None:
         if model is None:
             raise ConfigError("evaluate needs a model, a checkpoint path or a predict_fn")
-        if isinstance(model, (str, Path)):
-            checkpoint = str(model)
+        if checkpoint is not None:
             model, config = load_trained_model(model, dev)
             if config.recipe is not None:
                 labels["recipe"] = config.recipe
@@ -131,8 +196,10 @@ def evaluate(model: nn.Module | str | Path | None, dataset: str, *, out_dir: str
     ds_orig = load_dataset(dataset, root, split=split, image_size=None, augment=False, **options)
     if len(ds) == 0:
         raise DataError(f"dataset {dataset!r} split {split!r} is empty; check the data root and split name")
-    out = Path(out_dir)
+    identity = {"checkpoint": checkpoint, "dataset": dataset, "split": split, "protocol": protocol if split else None,
+                "image_size": image_size}
     out.mkdir(parents=True, exist_ok=True)
+    claim_eval_dir(out, identity, overwrite)
     pred_dir = out / "predictions"
     if save_predictions:
         pred_dir.mkdir(exist_ok=True)
@@ -148,12 +215,11 @@ def evaluate(model: nn.Module | str | Path | None, dataset: str, *, out_dir: str
             rows.append({"id": item["id"], "dataset": item["dataset"],
                          **score_image(prob, mask, prob_orig, item["mask"], monai)})
             if save_predictions:
-                cv2.imwrite(str(pred_dir / f"{item['id']}.png"), (prob_orig[0].numpy() * 255).round().astype(np.uint8))
+                write_png(pred_dir / f"{item['id']}.png", (prob_orig[0].numpy() * 255).round().astype(np.uint8))
             index += 1
     table = pd.DataFrame(rows)
     metrics = [c for c in table.columns if c not in ("id", "dataset")]
-    summary = {"checkpoint": checkpoint, "dataset": dataset, "split": split, "protocol": protocol if split else None,
-               "image_size": image_size, "n": len(table), "means": table[metrics].mean().to_dict(),
+    summary = {**identity, "n": len(table), "means": table[metrics].mean().to_dict(),
                "std": table[metrics].std(ddof=0).to_dict(), **labels, **provenance()}
     files = {"csv": out / "per_image.csv", "summary": out / "summary.json"}
     table.to_csv(files["csv"], index=False)
@@ -203,29 +269,70 @@ def read_image(path: Path) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
+def write_png(path: Path, array: np.ndarray) -> Path:
+    """Write one PNG and check that it was written (cv2.imwrite reports failure only by its return value)."""
+    try:
+        ok = cv2.imwrite(str(path), array)
+    except cv2.error as err:
+        raise DataError(f"cannot write {path} ({str(err).strip().splitlines()[-1]})") from None
+    if not ok:
+        raise DataError(f"cannot write {path}; check free space and permissions of {path.parent}")
+    return path
+
+
+def plan_masks(input_dir: str | Path, out_dir: str | Path, overwrite: bool = False) -> dict[Path, Path]:
+    """Input image -> mask path for `predict_folder`, refusing anything that would write over an input, over an
+    existing file (unless `overwrite`) or two images onto one mask (same stem)."""
+    src = Path(input_dir)
+    if not src.is_dir():
+        raise DataError(f"input folder {src} does not exist or is not a folder; pass a folder of images")
+    files = sorted(p for p in src.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not files:
+        raise DataError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found in {src}")
+    out = check_output_dir(out_dir)
+    if out.exists() and out.resolve() == src.resolve():
+        raise ConfigError(f"--out {out} is the input folder: the masks would be written over or among the images; "
+                          "choose another --out")
+    plan: dict[Path, Path] = {}
+    by_target: dict[Path, Path] = {}
+    inputs = {p.resolve() for p in files}
+    for path in files:
+        target = out / f"{path.stem}.png"
+        if target in by_target:
+            raise DataError(f"{by_target[target].name} and {path.name} in {src} share the stem {path.stem!r}, so both "
+                            f"masks would be {target}; rename one of them")
+        if target.exists() and target.resolve() in inputs:
+            raise ConfigError(f"--out {out}: mask {target} would overwrite the input image {target}; "
+                              "choose another --out")
+        if target.exists() and not overwrite:
+            raise ConfigError(f"--out {out} already holds {target.name} (and maybe more masks); pass --overwrite to "
+                              "replace them or choose an empty --out")
+        by_target[target], plan[path] = path, target
+    return plan
+
+
 @torch.no_grad()
 def predict_folder(checkpoint: str | Path, input_dir: str | Path, out_dir: str | Path, *, image_size: int | None = None,
-                   threshold: float = 0.5, device: str = "auto", progress: bool = True) -> list[Path]:
-    """Binary mask PNGs (0/255, original resolution) for every image of a folder."""
+                   threshold: float = 0.5, device: str = "auto", progress: bool = True,
+                   overwrite: bool = False) -> list[Path]:
+    """Binary mask PNGs (0/255, original resolution) for every image of a folder (never written over an input;
+    over existing files only with `overwrite`)."""
+    check_positive(image_size, "--image-size")
+    check_probability(threshold, "--threshold")
     dev = resolve_device(device)
     model, config = load_trained_model(checkpoint, dev)
     if getattr(model, "extra_inputs", ()):
         raise ConfigError(f"{checkpoint}: {config.model!r} needs {tuple(model.extra_inputs)} besides the image, which "
                           "a folder of images does not give; use `polyplib cascade` (detector boxes) instead")
+    plan = plan_masks(input_dir, out_dir, overwrite)
     size = image_size or config.image_size
-    files = sorted(p for p in Path(input_dir).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) \
-        if Path(input_dir).is_dir() else None
-    if not files:
-        raise DataError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found in {input_dir}")
     predict = model_predict_fn(model, dev)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
     written = []
-    for path in tqdm(files, desc="predict", disable=not progress, leave=False):
+    for path, target in tqdm(plan.items(), desc="predict", disable=not progress, leave=False):
         image = read_image(path)
         resized = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
         tensor = torch.from_numpy(resized).permute(2, 0, 1).float().div(255)[None]
         prob = _resize_prob(predict({"image": tensor})[0].cpu(), image.shape[:2])[0].numpy()
-        written.append(out / f"{path.stem}.png")
-        cv2.imwrite(str(written[-1]), np.where(prob > threshold, 255, 0).astype(np.uint8))
+        written.append(write_png(target, np.where(prob > threshold, 255, 0).astype(np.uint8)))
     return written

@@ -24,13 +24,16 @@ from tqdm.auto import tqdm
 from polyplib.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from polyplib.engine.config import TrainConfig
 from polyplib.engine.distributed import DistInfo, all_gather_objects, all_reduce_sum, cleanup, init_distributed
-from polyplib.errors import ConfigError
+from polyplib.errors import ConfigError, DivergenceError
+from polyplib.outputs import check_output_dir, stale_temporaries
 
 FORMAT = "polyplib-train-v1"
 # options that may differ between a run and its resumption
 SYNC_EVERY = 10  # optimiser steps between host syncs (progress bar, finite-loss check)
 RESUMABLE_CHANGES = {"epochs", "out_dir", "progress", "workers", "device", "val_every", "save_every_steps",
                      "recipe"}  # recipe: a label (runs started before it existed resume under their preset)
+RUN_FILES = ("config.json", "log.jsonl", "last.pt", "best.pt", "result.json", "sam.json")  # what a run writes
+CHECKPOINTS = ("last.pt", "best.pt")
 
 
 @dataclass
@@ -168,8 +171,10 @@ def to_device(batch: dict[str, Any], device: torch.device, channels_last: bool) 
 
 def load_datasets(config: TrainConfig, native_resolution: bool = False):
     """The training and validation splits of the source dataset (validation never augmented); at the original
-    resolution with `native_resolution` (models that resize their own input, e.g. Polyp-SAM)."""
+    resolution with `native_resolution` (models that resize their own input, e.g. Polyp-SAM). Every file of both is
+    decoded once up front, so that a broken image stops the run before its first step, not at the first validation."""
     from polyplib.data import load_dataset
+    from polyplib.data.io import check_decodable
 
     size = None if native_resolution else config.image_size
     common = dict(image_size=size, seed=config.seed, protocol=config.protocol, **config.dataset_options)
@@ -179,7 +184,47 @@ def load_datasets(config: TrainConfig, native_resolution: bool = False):
     if overlap:
         raise ConfigError(f"protocol {config.protocol!r}: {len(overlap)} ids are in both {config.train_split} and "
                           f"{config.val_split} (e.g. {sorted(overlap)[0]}); choose another protocol")
+    check_decodable(train_ds.pairs + val_ds.pairs)
     return train_ds, val_ds
+
+
+def _differences(recorded: dict[str, Any], config: TrainConfig) -> list[str]:
+    """Options (beyond those a resumption may change) in which `config` differs from a recorded config."""
+    now = {k: v for k, v in config.to_dict().items() if k not in RESUMABLE_CHANGES}
+    return sorted(k for k in now if recorded.get(k) != now[k])
+
+
+def prepare_out_dir(config: TrainConfig, resume: bool, overwrite: bool = False) -> bool:
+    """Check `config.out_dir` before any work; True when there is a `last.pt` to resume from.
+
+    A folder holding a different run (another recorded config.json, or run files without one) is refused unless
+    `overwrite` (which removes that run's files); temporaries left by an interrupted checkpoint write are removed."""
+    out = check_output_dir(config.out_dir, "--out (out_dir)")
+    present = [name for name in RUN_FILES if (out / name).exists()]
+    recorded = out / "config.json"
+    if recorded.is_file():
+        try:
+            differs = _differences(json.loads(recorded.read_text()), config)
+        except (OSError, ValueError):
+            differs = ["config.json (unreadable)"]
+    else:
+        differs = [f"files {', '.join(present)} without config.json"] if present else []
+    if differs and not overwrite:
+        what = ", ".join(differs[:6])
+        if resume:
+            raise ConfigError(f"cannot resume {out}: the run was started with different {what}; use the same options "
+                              "(`polyplib train --out OUT --resume` reads them from OUT/config.json) or a new --out")
+        raise ConfigError(f"--out {out} holds another run (it differs in {what}); pass --overwrite to replace it, "
+                          "resume it with its own options, or choose another --out")
+    if differs:
+        for name in present:
+            (out / name).unlink()
+    for tmp in stale_temporaries(out, CHECKPOINTS):
+        tmp.unlink(missing_ok=True)
+    has_last = (out / "last.pt").is_file()
+    if resume and not has_last:
+        print(f"polyplib train: no {out / 'last.pt'} to resume from; starting afresh", file=sys.stderr)
+    return resume and has_last
 
 
 @torch.no_grad()
@@ -237,11 +282,13 @@ class _Run:
 
     native_resolution = False  # True: datasets at the original resolution (the model resizes its own input)
 
-    def __init__(self, config: TrainConfig, resume: bool):
+    def __init__(self, config: TrainConfig, resume: bool, overwrite: bool = False):
         self.config = config
         self.out = Path(config.out_dir)
         self.device = resolve_device(config.device)
         self.info = init_distributed(self.device)
+        if self.info.is_main:
+            resume = prepare_out_dir(config, resume, overwrite)
         if self.device.type == "cuda" and config.device == "auto":
             self.device = torch.device("cuda", self.info.local_rank)
             torch.cuda.set_device(self.device)
@@ -270,6 +317,7 @@ class _Run:
         elif self.info.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / "log.jsonl").write_text("")
+            (self.out / "result.json").unlink(missing_ok=True)  # a fresh start is not the finished run it replaces
         if self.info.is_main:
             config.save(self.out / "config.json")
         self.net = self.model
@@ -326,8 +374,8 @@ class _Run:
 
     def _check_loss(self) -> None:
         if not torch.isfinite(self.loss_sum):
-            raise FloatingPointError(f"training loss became {float(self.loss_sum)} in epoch {self.epoch + 1} (by step "
-                                     f"{self.global_step}); lower lr or use precision=fp32")
+            raise DivergenceError(f"training loss became {float(self.loss_sum)} in epoch {self.epoch + 1} (by step "
+                                     f"{self.global_step}); lower the learning rate (--lr) or use --precision fp32")
 
     # -- loop ----------------------------------------------------------------------------------------------------
     def _optimizer_step(self) -> None:
@@ -454,17 +502,19 @@ def _summary_line(row: dict[str, Any], epochs: int) -> str:
 
 
 def run_training(run_cls: type[_Run], config: TrainConfig, resume: bool = False,
-                 deadline: float | None = None) -> TrainResult:
-    """Build `run_cls(config, resume)`, run it (stopping at the first epoch checkpoint after `deadline`, a
+                 deadline: float | None = None, overwrite: bool = False) -> TrainResult:
+    """Build `run_cls(config, resume, overwrite)`, run it (stopping at the first epoch checkpoint after `deadline`, a
     `time.time()` value), and tear down the process group it set up (also on failure)."""
-    run = run_cls(config, resume)
+    run = run_cls(config, resume, overwrite)
     try:
         return run.run(deadline)
     finally:
         cleanup(run.info)
 
 
-def train(config: TrainConfig, resume: bool = False, deadline: float | None = None) -> TrainResult:
-    """Train `config.model`; with `resume=True` continue from `<out_dir>/last.pt` (bit-identical on the CPU);
-    past `deadline` (`time.time()`) stop at the next epoch checkpoint with `complete=False`."""
-    return run_training(_Run, config, resume, deadline)
+def train(config: TrainConfig, resume: bool = False, deadline: float | None = None,
+          overwrite: bool = False) -> TrainResult:
+    """Train `config.model`; with `resume=True` continue from `<out_dir>/last.pt` (bit-identical on the CPU; without
+    one it says so and starts afresh); past `deadline` (`time.time()`) stop at the next epoch checkpoint with
+    `complete=False`. An out_dir holding a different run is refused unless `overwrite`."""
+    return run_training(_Run, config, resume, deadline, overwrite)

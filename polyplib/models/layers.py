@@ -43,4 +43,4 @@ def check_image(x: torch.Tensor, multiple: int, name: str) -> None:
     h, w = x.shape[-2:]
     if h % multiple or w % multiple:
         raise ConfigError(f"{name} needs H and W divisible by {multiple}; got {h}x{w}. Resize or pad the images "
-                          f"(e.g. image_size=256 in load_dataset).")
+                          f"(e.g. --image-size 256, or image_size=256 in load_dataset).")

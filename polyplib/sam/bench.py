@@ -73,8 +73,11 @@ def timed(fn: Callable[[], Any], device: torch.device, steps: int, warmup: int) 
 
 
 def run_sam_bench(quick: bool = False, device: str = "auto", size: str | None = None, batch: int | None = None,
-                  steps: int | None = None, compile: bool = False) -> dict[str, Any]:
-    """Full fine-tuning and cached decoder-only training images/s (ours vs authors), and batch-1 inference latency."""
+                  steps: int | None = None, compile: bool = False, repeats: int | None = None) -> dict[str, Any]:
+    """Full fine-tuning and cached decoder-only training images/s (ours vs authors, timed in alternating blocks:
+    median and min-max per line, the speed-up's range and a warning when the spread is too wide), and batch-1
+    inference latency."""
+    from polyplib.engine.bench import comparison, interleaved, timing_line
     from polyplib.sam.training import EmbeddingDecoder
 
     dev = resolve_device(device)
@@ -82,21 +85,21 @@ def run_sam_bench(quick: bool = False, device: str = "auto", size: str | None = 
     size = size or ("tiny" if quick else "vit_b")
     encoder_size = 64 if quick else None
     batch = batch or (2 if quick else 8)
-    steps = steps or (2 if quick else 5)
+    steps = steps or (1 if quick else 2)
+    repeats = repeats or (3 if quick else 10)
     warmup = 1 if quick else 2
     authors_amp, ours_amp = (torch.float16, torch.bfloat16) if cuda else (None, None)
     torch.manual_seed(0)
     lines: list[dict[str, Any]] = []
+    speedups: dict[str, dict[str, Any]] = {}
     for strategy in ("full", "decoder"):
         model = PolypSAM(build_sam(size, encoder_size), strategy=strategy).to(dev).train()
         data = synthetic_batch(batch, model.image_size, dev)
         params = [p for p in model.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(params, lr=4e-6, weight_decay=1e-4)
+        authors_opt = torch.optim.AdamW(params, lr=4e-6, weight_decay=1e-4)
         scaler = torch.amp.GradScaler(dev.type, enabled=cuda)
-        t = timed(lambda: authors_step(model, data, opt, scaler, authors_amp), dev, steps, warmup)
-        lines.append({"strategy": strategy, "recipe": "authors", "batch": batch,
-                      "images_per_s": batch / statistics.median(t)})
         opt = torch.optim.AdamW(params, lr=4e-6, weight_decay=1e-4, fused=cuda or None)
+        extra: dict[str, float] = {}
         if strategy == "full":
             net, inputs = (torch.compile(model) if compile else model), data["image"]
         else:
@@ -104,15 +107,21 @@ def run_sam_bench(quick: bool = False, device: str = "auto", size: str | None = 
                 start = time.perf_counter()
                 inputs = model.encode(data["image"]).float()
                 _sync(dev)
-                encode_s = time.perf_counter() - start
+                extra["one_time_embedding_images_per_s"] = batch / (time.perf_counter() - start)
             net = EmbeddingDecoder(model, (model.image_size, model.image_size))
             net = torch.compile(net) if compile else net
-        t = timed(lambda: ours_step(net, inputs, data, opt, ours_amp), dev, steps, warmup)
-        line = {"strategy": strategy, "recipe": "ours", "batch": batch, "images_per_s": batch / statistics.median(t)}
-        if strategy == "decoder":
-            line["one_time_embedding_images_per_s"] = batch / encode_s
-        lines.append(line)
-        del model, opt, net, inputs
+        times = interleaved({"ours": lambda: ours_step(net, inputs, data, opt, ours_amp),
+                             "authors": lambda: authors_step(model, data, authors_opt, scaler, authors_amp)},
+                            dev, repeats, steps, warmup)
+        measured = {}
+        for recipe in ("authors", "ours"):
+            measured[recipe] = {**timing_line(times[recipe], batch, "step_ms"), "seconds": times[recipe],
+                                "peak_mem_mb": None}
+            line = {"strategy": strategy, "recipe": recipe, "batch": batch,
+                    **{k: v for k, v in measured[recipe].items() if k not in ("seconds", "peak_mem_mb")}}
+            lines.append({**line, **(extra if recipe == "ours" else {})})
+        speedups[strategy] = comparison(strategy, batch, float("nan"), measured["ours"], measured["authors"])
+        model = opt = authors_opt = net = inputs = None  # free them before the next strategy
         if cuda:
             torch.cuda.empty_cache()
     model = PolypSAM(build_sam(size, encoder_size)).to(dev).eval()
@@ -125,10 +134,11 @@ def run_sam_bench(quick: bool = False, device: str = "auto", size: str | None = 
             predict(one["image"], one["boxes"])
 
     latency = 1000 * statistics.median(timed(infer, dev, 3 if quick else 20, warmup))
-    speed = {(ln["strategy"], ln["recipe"]): ln["images_per_s"] for ln in lines}
+    ranges = {f"{name}_speedup_{end}": speedups[name][f"speedup_{end}"] for name in speedups for end in ("min", "max")}
+    warnings = {name: c["warning"] for name, c in speedups.items() if c["warning"]}
     return {"suite": "sam", "device": str(dev), "size": size, "image_size": model.image_size, "quick": quick,
-            "compile": compile, "fast_attention": model.fast_attention,
+            "compile": compile, "fast_attention": model.fast_attention, "repeats": repeats, "steps_per_repeat": steps,
             "amp": {"authors": str(authors_amp), "ours": str(ours_amp)}, "lines": lines,
-            "full_speedup": speed["full", "ours"] / speed["full", "authors"],
-            "decoder_speedup": speed["decoder", "ours"] / speed["decoder", "authors"],
+            "full_speedup": speedups["full"]["speedup"], "decoder_speedup": speedups["decoder"]["speedup"],
+            **ranges, "warnings": warnings,
             "latency_ms": latency, "targets": TARGETS if size == "vit_b" and cuda else None}

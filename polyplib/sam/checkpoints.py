@@ -48,7 +48,7 @@ def fetch_sam_checkpoint(size: str, base_url: str | None = None, cache_dir: str 
     """Path of the official SAM checkpoint of `size` (vit_b, vit_l, vit_h), downloaded and verified when missing."""
     if size not in SAM_CHECKPOINTS:
         raise WeightsError(f"SAM size {size!r} has no official checkpoint (only {sorted(SAM_CHECKPOINTS)}); "
-                           f"pass checkpoint=<file> or allow_scratch=True")
+                           f"pass a SAM file (--set checkpoint=FILE) or --allow-scratch (allow_scratch=True in Python)")
     filename, md5 = SAM_CHECKPOINTS[size]
     return fetch_weights(filename, md5, base_url=base_url, cache_dir=cache_dir)
 

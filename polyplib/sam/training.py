@@ -41,11 +41,11 @@ class SamRun(_Run):
 
     native_resolution = True
 
-    def __init__(self, config: TrainConfig, resume: bool) -> None:
+    def __init__(self, config: TrainConfig, resume: bool, overwrite: bool = False) -> None:
         if config.augment:
             raise ConfigError("augment=true: Polyp-SAM trains on original-resolution images without augmentation (as "
                               "the paper and the notebooks; cached embeddings would be stale too); set augment=false")
-        super().__init__(config, resume)
+        super().__init__(config, resume, overwrite)
         if not isinstance(self.model, PolypSAM):
             raise ConfigError(f"model {config.model!r} is not a Polyp-SAM model; use `polyplib train` for it")
         if config.batch_size > 1:
@@ -88,7 +88,8 @@ def check_one_size(dataset, config: TrainConfig) -> None:
                           f"and grad_accum to the effective batch (the authors' per-image micro-batches)")
 
 
-def train(config: TrainConfig, resume: bool = False, deadline: float | None = None) -> TrainResult:
+def train(config: TrainConfig, resume: bool = False, deadline: float | None = None,
+          overwrite: bool = False) -> TrainResult:
     """Train a Polyp-SAM model (`config.model` = polyp-sam-*); `resume=True` continues from `<out_dir>/last.pt`;
     past `deadline` (`time.time()`) it stops at the next epoch checkpoint."""
-    return run_training(SamRun, config, resume, deadline)
+    return run_training(SamRun, config, resume, deadline, overwrite)
