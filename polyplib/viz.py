@@ -248,7 +248,9 @@ def styled_table(frame: pd.DataFrame, caption: str | None = None, precision: int
     if caption:
         styler = styler.set_caption(html.escape(caption))
     styler = styler.set_uuid(uuid or slug(caption or "table")[:40]).set_table_attributes('class="polyp-table"')
-    return HTML(styler.to_html())
+    styler = styler.set_table_styles([{"selector": "td, th", "props": "white-space: nowrap; padding: 2px 8px;"}])
+    wrap = '<div class="polyp-table-wrap" style="overflow-x: auto; max-width: 100%">'  # wide tables scroll
+    return HTML(f"{wrap}{styler.to_html()}</div>")
 
 
 def slug(text: str) -> str:

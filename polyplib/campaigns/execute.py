@@ -71,12 +71,13 @@ def run_lock(folder: Path) -> Iterator[bool]:
 
 def train_run(spec: RunSpec, root: str | None, work: Path, device: str, deadline: float | None):
     """Train (or resume, or just reopen) the run's model in `work/<id>/train`."""
-    config = spec.train_config(root=root, out_dir=str(work_dir(work, spec.run_id) / "train"), device=device)
+    out = work_dir(work, spec.run_id) / "train"
+    config = spec.train_config(root=root, out_dir=str(out), device=device)
     if spec.kind == "polyp-sam":
         from polyplib.sam.training import train
     else:
         from polyplib.engine import train
-    return train(config, resume=True, deadline=deadline)
+    return train(config, resume=(out / "last.pt").is_file(), deadline=deadline)
 
 
 def sha256_ids(ids: list[str]) -> str:
