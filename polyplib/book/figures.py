@@ -76,14 +76,15 @@ def render_figures(profile: str, *, data_root: str | None = None, results_dir: s
     labels = [f"{which}: {unseen} {i}" for which, i in picks.items()]
     meta = {"profile": profile, "runs": {m: r["run_id"] for m, r in runs.items()}, "test": unseen, "ids": picks}
     fig = viz.prediction_rows([t["image"] for t in items], [t["mask"] for t in items], probs, ids=labels)
-    fig.suptitle(f"{unseen}: best, median and worst frame by GMSRF-Net's Dice ({profile}, from scratch)", fontsize=9)
+    fig.suptitle(f"{unseen}: best, median and worst frame by GMSRF-Net's Dice ({profile}, from scratch)", fontsize=9,
+                 y=1.02)
     written = [_save(fig, figure_dir(profile, results_dir) / "qualitative-unseen.png",
                      {**meta, "caption": f"Best, median and worst {unseen} frames (by the seed-0 GMSRF-Net's Dice): "
                                          "ground truth green, prediction red, over the probability map."})]
     trace = trace_gmsrf(models[pair[0]], items[0]["image"])
     last = max(layer for _, layer, _ in trace.cmsa)
     fig = viz.attention_maps({f"scale {s}": trace.cmsa[(2, last, s)] for s in range(1, 5)}, image=items[0]["image"],
-                             title=f"CMSA maps of the trained GMSRF-Net ({profile}), module 2, layer {last}")
+                             ncols=5, title=f"CMSA maps of the trained GMSRF-Net ({profile}), module 2, layer {last}")
     written.append(_save(fig, figure_dir(profile, results_dir) / "cmsa-unseen.png",
                          {**meta, "caption": f"CMSA maps (module 2, layer {last}, scales 1-4) of the seed-0 GMSRF-Net "
                                              f"on the best {unseen} frame {picks['best']}."}))

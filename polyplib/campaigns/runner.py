@@ -61,11 +61,13 @@ def gflops(spec: RunSpec, _cache: dict = {}) -> float | None:  # noqa: B006  (a 
     """GFLOPs of one forward pass of the run's model at its image size (None when it cannot be built)."""
     from polyplib.models import describe
 
-    key = (spec.config["model"], repr(sorted(spec.config["model_options"].items())), spec.config["image_size"])
+    options = dict(spec.config["model_options"])
+    if "strategy" in options:  # Polyp-SAM: the forward pass is the same whatever is trained (describe runs no_grad)
+        options["strategy"] = "decoder"
+    key = (spec.config["model"], repr(sorted(options.items())), spec.config["image_size"])
     if key not in _cache:
         try:
-            _cache[key] = describe(spec.config["model"], image_size=spec.config["image_size"],
-                                   **spec.config["model_options"])["gflops"]
+            _cache[key] = describe(spec.config["model"], image_size=spec.config["image_size"], **options)["gflops"]
         except Exception:  # noqa: BLE001  (cost is an estimate; a model that needs weights has none)
             _cache[key] = None
     return _cache[key]
