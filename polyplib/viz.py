@@ -264,7 +264,9 @@ def mean_sd_table(frame: pd.DataFrame, by: str | Sequence[str], metrics: Sequenc
     out = pd.DataFrame(index=stats.index)
     for m in metrics:
         mean, sd = stats[(m, "mean")], stats[(m, "std")]
-        out[m] = [f"{a:.{precision}f} ± {b:.{precision}f}" for a, b in zip(mean, sd)]
+        count = stats[(m, "count")]
+        out[m] = [f"{a:.{precision}f} ± {b:.{precision}f}" if n > 1 else f"{a:.{precision}f} ± –"  # sd of one seed: none
+                  for a, b, n in zip(mean, sd, count)]
     out["seeds"] = stats[(metrics[0], "count")].astype(int)
     return out.reset_index()
 

@@ -156,3 +156,10 @@ def test_distribution_one_histogram_per_group():
     assert labels == ["A (n=10)", "B (n=5)"]
     with pytest.raises(ConfigError, match="lacks 'size'"):
         viz.distribution(frame, "size", "centre")
+
+
+def test_mean_sd_table_shows_no_sd_for_a_single_seed():
+    frame = pd.DataFrame({"model": ["a", "a", "b"], "seed": [0, 1, 0], "dice": [0.5, 0.7, 0.9]})
+    table = viz.mean_sd_table(frame, "model", ["dice"]).set_index("model")
+    assert table.loc["a", "dice"] == "0.600 ± 0.141" and table.loc["a", "seeds"] == 2
+    assert table.loc["b", "dice"] == "0.900 ± –" and table.loc["b", "seeds"] == 1

@@ -183,7 +183,7 @@ def cross_dataset_verdict(view: CampaignView) -> dict[str, Any]:
     text = (f"**What the `{view.profile}` results say{caveat}.** {REFERENCE}: {ours}. On the unseen centre, paired over "
             f"images, {REFERENCE} is clearly better than {', '.join(better) or 'none'} of the {n} baselines"
             f"{'; clearly worse than ' + ', '.join(worse) if worse else ''} (95 % paired-bootstrap CI of the Dice "
-            f"difference excluding 0). Verdict on the claim at this size: **{verdict}**.")
+            f"difference excluding 0). Verdict on the claim at this size ({view.coverage()}): **{verdict}**.")
     return {"claim": claim, "ours": ours, "verdict": verdict, "text": text}
 
 
