@@ -235,7 +235,8 @@ def bar_with_range(frame: pd.DataFrame, x: str, metric: str, hue: str, ax: plt.A
 
 
 def styled_table(frame: pd.DataFrame, caption: str | None = None, precision: int = 3,
-                 highlight_max: Sequence[str] = (), highlight_min: Sequence[str] = (), uuid: str | None = None):
+                 highlight_max: Sequence[str] = (), highlight_min: Sequence[str] = (), uuid: str | None = None,
+                 wrap: bool = False):
     """A pandas Styler rendered to static HTML (deterministic ids): rounded numbers, best value per column in bold."""
     from IPython.display import HTML
 
@@ -248,7 +249,8 @@ def styled_table(frame: pd.DataFrame, caption: str | None = None, precision: int
     if caption:
         styler = styler.set_caption(html.escape(caption))
     styler = styler.set_uuid(uuid or slug(caption or "table")[:40]).set_table_attributes('class="polyp-table"')
-    styler = styler.set_table_styles([{"selector": "td, th", "props": "white-space: nowrap; padding: 2px 8px;"}])
+    space = "normal" if wrap else "nowrap"  # numeric tables never wrap (they scroll); text tables (wrap=True) do
+    styler = styler.set_table_styles([{"selector": "td, th", "props": f"white-space: {space}; padding: 2px 8px;"}])
     wrap = '<div class="polyp-table-wrap" style="overflow-x: auto; max-width: 100%">'  # wide tables scroll
     return HTML(f"{wrap}{styler.to_html()}</div>")
 
