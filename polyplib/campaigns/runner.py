@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from polyplib.campaigns.declared import Campaign
-from polyplib.campaigns.execute import Outcome, default_work, epochs_done, execute, unavailable
+from polyplib.campaigns.execute import default_work, epochs_done, execute, unavailable
 from polyplib.campaigns.spec import RunSpec
 from polyplib.campaigns.store import Store
 from polyplib.errors import ConfigError
@@ -57,7 +57,10 @@ def select(campaign: Campaign, only: str | None) -> list[RunSpec]:
     return [s for s in campaign.runs if fnmatch.fnmatch(s.run_id, only) or fnmatch.fnmatch(text(s), only)]
 
 
-def gflops(spec: RunSpec, _cache: dict = {}) -> float | None:  # noqa: B006  (a per-process memo)
+_GFLOPS: dict[tuple, float | None] = {}  # per-process memo of `gflops` (one model build per architecture)
+
+
+def gflops(spec: RunSpec) -> float | None:
     """GFLOPs of one forward pass of the run's model at its image size (None when it cannot be built)."""
     from polyplib.models import describe
 
@@ -65,12 +68,12 @@ def gflops(spec: RunSpec, _cache: dict = {}) -> float | None:  # noqa: B006  (a 
     if "strategy" in options:  # Polyp-SAM: the forward pass is the same whatever is trained (describe runs no_grad)
         options["strategy"] = "decoder"
     key = (spec.config["model"], repr(sorted(options.items())), spec.config["image_size"])
-    if key not in _cache:
+    if key not in _GFLOPS:
         try:
-            _cache[key] = describe(spec.config["model"], image_size=spec.config["image_size"], **options)["gflops"]
+            _GFLOPS[key] = describe(spec.config["model"], image_size=spec.config["image_size"], **options)["gflops"]
         except Exception:  # noqa: BLE001  (cost is an estimate; a model that needs weights has none)
-            _cache[key] = None
-    return _cache[key]
+            _GFLOPS[key] = None
+    return _GFLOPS[key]
 
 
 def estimated_cost(spec: RunSpec, root: str | None) -> float | None:
