@@ -120,7 +120,7 @@ def declare(settings: BookProfile) -> dict[str, Campaign]:
                          **({"loss_options": spec["loss_options"]} if "loss_options" in spec else {}), **smoke)
         for seed in ablation_seeds for label, spec in variants.items())
     sam = tuple(sam_run(settings, strategy, seed) for seed in settings.seeds for strategy in ("decoder", "full"))
-    return {
+    declared = {
         "cross-dataset": Campaign("cross-dataset", name, "03_training, 04_cross_dataset",
                                   "GMSRF-Net and the baselines, every source and seed, tested on every test set",
                                   comparison),
@@ -129,6 +129,13 @@ def declare(settings: BookProfile) -> dict[str, Campaign]:
         "polyp-sam": Campaign("polyp-sam", name, "06_sam_strategies, 07_multicentre",
                               "Polyp-SAM decoder-only vs full fine-tuning; GT, jittered and cascade box prompts", sam),
     }
+    if settings.recipe.get("precision", "auto") != "fp32":  # the profile trains in reduced precision: check it
+        fp32 = segmentation_run(settings, "gmsrf", settings.source, settings.seeds[0], label="GMSRF-Net fp32 NCHW",
+                                precision="fp32", channels_last=False)
+        declared["precision"] = Campaign("precision", name, "03_training",
+                                         "GMSRF-Net seed 0 in fp32 NCHW: the same run as cross-dataset's but without "
+                                         "bf16 autocast and channels-last (accuracy check of the fast default)", (fp32,))
+    return declared
 
 
 def campaigns(profile: str | BookProfile = "smoke") -> dict[str, Campaign]:
