@@ -26,15 +26,28 @@ def _check(logits: torch.Tensor, target: torch.Tensor) -> None:
                           f"{tuple(logits.shape)} and target {tuple(target.shape)}")
 
 
-def boundary_weight(target: torch.Tensor, kernel: int = 31, strength: float = 5.0) -> torch.Tensor:
-    """weit = 1 + 5 |avgpool31(m) - m|: pixels near mask boundaries weigh up to 6x (F3Net / PraNet)."""
-    return 1 + strength * (F.avg_pool2d(target, kernel, stride=1, padding=kernel // 2) - target).abs()
+def boundary_weight(target: torch.Tensor, kernel: int = 31, strength: float = 5.0,
+                    separable: bool = True) -> torch.Tensor:
+    """weit = 1 + 5 |avgpool31(m) - m|: pixels near mask boundaries weigh up to 6x (F3Net / PraNet).
+
+    The 31x31 mean (zero padding counted, as in the authors' `F.avg_pool2d`) is computed as a 31x1 then a 1x31 mean:
+    the same numbers up to rounding at 2/31 of the cost; `separable=False` is the authors' single 2-D pooling.
+    """
+    pad = kernel // 2
+    if separable:
+        mean = F.avg_pool2d(F.avg_pool2d(target, (kernel, 1), stride=1, padding=(pad, 0)), (1, kernel), stride=1,
+                            padding=(0, pad))
+    else:
+        mean = F.avg_pool2d(target, kernel, stride=1, padding=pad)
+    return 1 + strength * (mean - target).abs()
 
 
-def structure_loss(logits: torch.Tensor, target: torch.Tensor, legacy_bce: bool = False) -> torch.Tensor:
-    """Weighted BCE + weighted IoU (L_DUAL, Sec. II-B.4), per image then averaged over the batch."""
+def structure_loss(logits: torch.Tensor, target: torch.Tensor, legacy_bce: bool = False,
+                   weit: torch.Tensor | None = None) -> torch.Tensor:
+    """Weighted BCE + weighted IoU (L_DUAL, Sec. II-B.4), per image then averaged over the batch; `weit`: the
+    target's `boundary_weight` when already computed (deep supervision scores every output against one target)."""
     _check(logits, target)
-    weit = boundary_weight(target)
+    weit = boundary_weight(target) if weit is None else weit
     if legacy_bce:
         wbce = F.binary_cross_entropy_with_logits(logits, target)  # what `reduce='none'` really returns
     else:
@@ -82,14 +95,19 @@ def authors_val_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float =
 
 
 class DeepSupervisionLoss(nn.Module):
-    """L_GMSRF = Σ_i L(D_i) over all outputs with weight 1 (Sec. II-B.4); a single tensor is one output."""
+    """L_GMSRF = Σ_i L(D_i) over all outputs with weight 1 (Sec. II-B.4); a single tensor is one output.
 
-    def __init__(self, loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], sigmoid_main: bool = False,
-                 main_only: bool = False) -> None:
+    `prepare(target)` returns keyword arguments of `loss` that depend on the target alone (the structure loss's
+    boundary weight), computed once per batch instead of once per output as in the authors' code.
+    """
+
+    def __init__(self, loss: Callable[..., torch.Tensor], sigmoid_main: bool = False, main_only: bool = False,
+                 prepare: Callable[[torch.Tensor], dict[str, torch.Tensor]] | None = None) -> None:
         super().__init__()
         self.loss = loss
         self.sigmoid_main = sigmoid_main
         self.main_only = main_only
+        self.prepare = prepare
 
     def forward(self, outputs: Outputs, target: torch.Tensor) -> torch.Tensor:
         outputs = [outputs] if isinstance(outputs, torch.Tensor) else list(outputs)
@@ -97,7 +115,8 @@ class DeepSupervisionLoss(nn.Module):
             outputs = outputs[:1]
         if self.sigmoid_main:  # legacy bug 2: the official model's sigmoid on D1, fed to a logits loss
             outputs[0] = torch.sigmoid(outputs[0])
-        return torch.stack([self.loss(o, target) for o in outputs]).sum()
+        extra = self.prepare(target) if self.prepare else {}
+        return torch.stack([self.loss(o, target, **extra) for o in outputs]).sum()
 
 
 def build_loss(name: str, **options) -> DeepSupervisionLoss:
@@ -108,7 +127,8 @@ def build_loss(name: str, **options) -> DeepSupervisionLoss:
         legacy = options.pop("legacy_bugs", False)
         if options:
             raise ConfigError(f"loss 'structure' has no option(s) {sorted(options)}; valid: ['legacy_bugs']")
-        return DeepSupervisionLoss(lambda o, t: structure_loss(o, t, legacy_bce=legacy), sigmoid_main=legacy)
+        return DeepSupervisionLoss(lambda o, t, weit: structure_loss(o, t, legacy_bce=legacy, weit=weit),
+                                   sigmoid_main=legacy, prepare=lambda t: {"weit": boundary_weight(t)})
     if name == "dice-bce-authors":
         if options:
             raise ConfigError(f"loss 'dice-bce-authors' has no options; got {sorted(options)}")

@@ -4,6 +4,7 @@ import torch
 
 from polyplib.engine.bench import (comparison, format_table, interleaved, matmul_peak_flops, paired_ratios, recipes,
                                    summarize, timing_line, trust_warning)
+from polyplib.engine.trainer import native_bf16_cpu, resolve_channels_last, resolve_precision
 
 
 def test_matmul_peak_is_a_plausible_cpu_rate():
@@ -13,8 +14,26 @@ def test_matmul_peak_is_a_plausible_cpu_rate():
 
 def test_reference_line_is_the_authors_setting():
     ref, ours = recipes(torch.device("cpu"), quick=True)["authors"], recipes(torch.device("cpu"), quick=True)["ours"]
-    assert (ref.amp_dtype, ref.compile, ref.channels_last, ref.legacy_loss) == (None, False, False, True)
-    assert not ours.legacy_loss and (ours.amp_dtype, ours.channels_last) == (None, False)  # NCHW fp32 on the CPU
+    assert (ref.amp_dtype, ref.compile, ref.channels_last, ref.legacy_loss, ref.fused_adam) == (None, False, False,
+                                                                                                 True, False)
+    # ours on the CPU is the trainer's default there: bf16 + channels-last exactly where the CPU has native bf16
+    cpu = torch.device("cpu")
+    amp, _ = resolve_precision("auto", cpu)
+    assert not ours.legacy_loss and ours.fused_adam and (ours.amp_dtype, ours.channels_last) == (
+        amp, resolve_channels_last(None, cpu, amp))
+    assert (amp == torch.bfloat16) == native_bf16_cpu()
+
+
+def test_authors_loss_line_equals_the_legacy_structure_loss():
+    from polyplib.engine.bench import _authors_loss
+    from polyplib.losses import build_loss
+
+    torch.manual_seed(0)
+    mask = (torch.rand(2, 1, 40, 40) > 0.6).float()
+    outs = tuple(torch.randn(2, 1, 40, 40) * 2 for _ in range(4))
+    authors, ours = _authors_loss()(outs, mask), build_loss("structure", legacy_bugs=True)(outs, mask)
+    assert authors.item() == pytest.approx(ours.item(), rel=1e-5)
+    assert abs(authors.item() - build_loss("structure")(outs, mask).item()) > 1e-3  # the bugs change the value
 
 
 def test_format_table_shows_ratios():

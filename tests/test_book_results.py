@@ -113,3 +113,25 @@ def test_figures_of_trained_runs_are_stored_with_provenance_and_picked_by_stored
     assert all(p.stat().st_size < 400_000 for p in written)
     with pytest.raises(book_errors.ConfigError, match="need the stored runs and checkpoints"):
         book.render_figures("smoke", results_dir=results, work=tmp_path / "elsewhere")
+
+
+def test_precision_check_pairs_the_fp32_run_with_the_same_seed_and_judges_it_against_seed_noise(stored_lite):
+    rng = np.random.default_rng(1)
+    fp32 = campaigns("lite")["precision"].runs[0]
+    assert fp32.config["precision"] == "fp32" and fp32.labels["seed"] == 0
+    Store(stored_lite, "lite", "precision").save(fake_result(fp32, rng, 0.7, campaign="precision"))
+    cross, check = book.stored("lite", "cross-dataset", stored_lite), book.stored("lite", "precision", stored_lite)
+    verdict = book.precision_verdict(check, cross)
+    table = verdict["table"].set_index("test")
+    seed0 = [r for r in cross.results if (r["spec"]["labels"]["model"], r["spec"]["labels"]["seed"]) == ("GMSRF-Net", 0)]
+    assert len(seed0) == 1  # the check pairs the same seed, not the seed average
+    expected = np.mean(seed0[0]["tests"][1]["per_image"]["dice"]) - np.mean(
+        Store(stored_lite, "lite", "precision").load(fp32.run_id)["tests"][1]["per_image"]["dice"])
+    assert table.loc["cvc-colondb", "Δ (bf16 − fp32)"] == pytest.approx(expected, abs=1e-9)
+    assert table.loc["cvc-colondb", "sd over seeds"] > 0
+    assert verdict["verdict"] in ("keeps accuracy", "changes accuracy") and "cvc-colondb" in verdict["text"]
+    # an fp32 run far off the bf16 one is not within seed noise
+    Store(stored_lite, "lite", "precision").save(fake_result(fp32, rng, 0.3, campaign="precision"))
+    worse = book.precision_verdict(book.stored("lite", "precision", stored_lite), cross)
+    assert worse["verdict"] == "changes accuracy"
+    assert not worse["table"].set_index("test").loc["cvc-colondb", "within seed noise"]

@@ -136,3 +136,28 @@ def test_non_finite_loss_stops_with_the_epoch_and_keeps_the_last_good_checkpoint
     assert (last["epoch"], last["batches_done"]) == (1, 0)  # the end of epoch 1, not a diverged mid-epoch step
     assert all(torch.isfinite(v).all() for v in last["model"].values() if v.is_floating_point())
     assert_same_weights(last["model"], best["model"])
+
+
+def test_cpu_defaults_follow_the_hardware_and_explicit_settings_win():
+    from polyplib.engine.trainer import build_optimizer, native_bf16_cpu, resolve_channels_last, resolve_precision
+
+    cpu = torch.device("cpu")
+    auto, _ = resolve_precision("auto", cpu)
+    assert auto == (torch.bfloat16 if native_bf16_cpu() else None)
+    assert resolve_precision("fp32", cpu) == (None, False) and resolve_precision("bf16", cpu) == (torch.bfloat16, False)
+    assert resolve_channels_last(None, cpu, torch.bfloat16) and not resolve_channels_last(None, cpu, None)
+    assert not resolve_channels_last(False, cpu, torch.bfloat16) and resolve_channels_last(True, cpu, None)
+    assert not resolve_channels_last(None, torch.device("cuda"), torch.bfloat16)
+    model = torch.nn.Linear(3, 1)
+    assert build_optimizer(model.parameters(), get_preset("cpu-tiny")).defaults["fused"] is True
+
+
+def test_auto_settings_put_the_model_in_the_memory_format_they_report(tmp_path):
+    from polyplib.engine.trainer import native_bf16_cpu
+
+    auto = _Run(tiny(tmp_path, "auto", precision="auto", channels_last=None, device="cpu"), resume=False)
+    fp32 = _Run(tiny(tmp_path, "fp32", precision="fp32", channels_last=None, device="cpu"), resume=False)
+    convs = [m.weight for m in auto.model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and auto.channels_last == native_bf16_cpu() and not fp32.channels_last
+    assert all(w.is_contiguous(memory_format=torch.channels_last) for w in convs) == auto.channels_last
+    assert auto.amp_dtype == (torch.bfloat16 if native_bf16_cpu() else None) and fp32.amp_dtype is None

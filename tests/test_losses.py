@@ -24,6 +24,15 @@ def test_boundary_weight_hand_value():
     assert weit[0, 0, 3, 3].item() == pytest.approx(1 + 5 * 4 / 961)
 
 
+def test_separable_boundary_weight_equals_the_authors_2d_pooling():
+    torch.manual_seed(0)
+    mask = (torch.rand(3, 1, 64, 48) > 0.7).float()
+    separable, square = boundary_weight(mask), boundary_weight(mask, separable=False)
+    assert separable.shape == square.shape == mask.shape
+    assert torch.allclose(separable, square, atol=1e-6)
+    assert (square - 1).abs().max() > 1  # a real boundary map, not a constant
+
+
 def test_structure_loss_hand_value_at_zero_logits():
     w1, w0 = 1 + 5 * (1 - 4 / 961), 1 + 5 * 4 / 961
     inter = 0.5 * 4 * w1

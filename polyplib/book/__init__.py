@@ -10,7 +10,7 @@ from polyplib.book.reports import (
     GMSRF_COLUMNS, PRANET_COLUMNS, SAM_COLUMNS, ablation_section, ablation_verdict, sam_paper_side_by_side,
     sam_strategy_verdict, show_paper_tables, verdict_table, cross_dataset_section, cross_dataset_verdict,
     gap_figure, image_means, interval_table, learning_curves, paired_table, paper_side_by_side, sam_prompt_section,
-    sam_strategy_section, training_section,
+    sam_strategy_section, training_section, precision_section, precision_verdict, stored_bench_section,
 )
 from polyplib.book.results import (
     RESULTS_DIR, STORED_PROFILES, CampaignView, campaign, first_result, results_index, smoke_label, stored, stored_views,
@@ -27,7 +27,8 @@ __all__ = [
     "results_index", "first_result", "smoke_label", "verdict_table", "show_paper_tables", "sam_paper_side_by_side",
     "variant_costs", "ablation_verdict", "sam_strategy_verdict", "training_section", "cross_dataset_section", "cross_dataset_verdict",
     "ablation_section", "sam_strategy_section", "sam_prompt_section", "paper_side_by_side", "interval_table",
-    "paired_table", "image_means", "gap_figure", "learning_curves",
+    "paired_table", "image_means", "gap_figure", "learning_curves", "precision_section", "precision_verdict",
+    "stored_bench_section",
     "sam_label", "describe_sam", "GMSRFTrace", "trace_gmsrf", "block_costs", "compare_variants", "copy_to_meta",
     "pick_frames", "render_figures", "show_figure", "execute_notebooks", "stage_book", "build_html", "run_book", "add_cli",
 ]

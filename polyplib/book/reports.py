@@ -201,6 +201,52 @@ def training_section(view: CampaignView) -> bool:
     return True
 
 
+def precision_verdict(view: CampaignView, reference: CampaignView) -> dict[str, Any] | None:
+    """The fp32 NCHW run against the same-seed bf16 + channels-last GMSRF-Net: Δ Dice per test set, paired over
+    images, against the sd of GMSRF-Net's Dice over seeds (None: a side is not stored)."""
+    rows = []
+    for fp32 in view.results:
+        seed = fp32["spec"]["labels"].get("seed")
+        same = [r for r in reference.results
+                if r["spec"]["labels"].get("model") == REFERENCE and r["spec"]["labels"].get("seed") == seed]
+        if not same:
+            continue
+        pair = CampaignView(view.settings, view.campaign, [same[0], fp32], view.work)
+        seeds = reference.frame[reference.frame["model"] == REFERENCE]
+        for test in dict.fromkeys(pair.frame["test"]):
+            table = image_means(pair, test).dropna()
+            stats = paired_comparison(table[REFERENCE], table[fp32["spec"]["labels"]["model"]])
+            sd = seeds.loc[seeds["test"] == test, "dice"].std()
+            rows.append({"test": test, "seed": seed, "Dice bf16 + channels-last": table[REFERENCE].mean(),
+                         "Dice fp32 NCHW": table.iloc[:, 1].mean(), "Δ (bf16 − fp32)": stats["diff"],
+                         "95% CI": f"[{stats['ci_low']:+.3f}, {stats['ci_high']:+.3f}]",
+                         "sd over seeds": sd, "within seed noise": bool(abs(stats["diff"]) <= sd) if sd == sd else None,
+                         "img/s bf16 / fp32": f"{same[0]['provenance']['images_per_s']:.2f} / "
+                                              f"{fp32['provenance']['images_per_s']:.2f}"})
+    if not rows:
+        return None
+    table = pd.DataFrame(rows)
+    kept = table["within seed noise"].dropna()
+    verdict = ("keeps accuracy" if len(kept) and kept.all() else "changes accuracy" if len(kept) else "open")
+    text = (f"**bf16 autocast + channels-last vs fp32 NCHW, same seed ({view.profile}).** Dice difference "
+            + "; ".join(f"{r['test']} {r['Δ (bf16 − fp32)']:+.3f} (seed sd {r['sd over seeds']:.3f})" for r in rows)
+            + f": the faster recipe **{verdict}** at this size"
+            + (" (the difference is no larger than GMSRF-Net's spread over seeds)." if verdict == "keeps accuracy"
+               else "." if verdict != "open" else "; a second seed is needed to judge the noise."))
+    return {"table": table, "verdict": verdict, "text": text}
+
+
+def precision_section(view: CampaignView, reference: CampaignView) -> dict[str, Any] | None:
+    """Chapter 3 for one profile: the accuracy check of the reduced-precision recipe."""
+    _md(view.heading())
+    verdict = precision_verdict(view, reference) if view.results else None
+    if verdict is None:
+        return None
+    _table(verdict["table"], f"{view.profile}: GMSRF-Net, bf16 + channels-last vs fp32 NCHW, paired over images")
+    _md(verdict["text"])
+    return verdict
+
+
 def ablation_section(view: CampaignView, reference: CampaignView) -> dict[str, Any] | None:
     """Chapter 5 for one profile: each component removed, against the full GMSRF-Net of the cross-dataset campaign."""
     _md(view.heading())
@@ -355,6 +401,36 @@ def sam_paper_side_by_side(view: CampaignView, table: str) -> pd.DataFrame:
         return pd.concat([paper[paper["test"].isin(ours["test"])].assign(source="paper"), ours], ignore_index=True)
     ours["method"] = label + ", " + ours.pop("strategy")
     return pd.concat([paper[paper["test"].isin(ours["test"])], ours], ignore_index=True)
+
+
+def stored_bench_section(results_dir: Any = None) -> list[dict[str, Any]]:
+    """Chapter 8: every stored `polyplib bench` result (`results/<profile>/bench/*.json`): lines and speed-ups with
+    their ranges, trust warnings and provenance; returns the comparisons shown."""
+    import json
+    from pathlib import Path
+
+    from polyplib.book.results import RESULTS_DIR, STORED_PROFILES
+
+    root, shown = Path(results_dir or RESULTS_DIR), []
+    for profile in STORED_PROFILES:
+        for path in sorted((root / profile / "bench").glob("*.json")):
+            data = json.loads(path.read_text())
+            prov, suite = data["provenance"], data["suites"]["gmsrf"]
+            _md(f"**Stored benchmark `{path.relative_to(root)}`** (profile `{profile}`): GMSRF-Net at "
+                f"{suite['image_size']}x{suite['image_size']} on {prov.get('machine')}, {suite['device']}, torch "
+                f"{prov.get('torch')}, commit {str(prov.get('git_commit', '?'))[:7]}, {str(prov.get('date', '?'))[:10]}; "
+                f"{suite['repeats']} interleaved repeats of {suite['steps_per_repeat']} steps.")
+            lines = pd.DataFrame([{"variant": ln["variant"], "recipe": ln["recipe"], "kind": ln["kind"],
+                                   "batch": ln["batch"], "img/s": ln["images_per_s"],
+                                   "min-max": f"{ln['images_per_s_min']:.2f}-{ln['images_per_s_max']:.2f}"}
+                                  for ln in suite["lines"]])
+            _table(lines, f"{profile}: images/s, ours vs the authors' way (median, min-max of repeats)", precision=2)
+            for c in suite["comparisons"]:
+                _md(f"{c['variant']}: training speed-up ours / authors **x{c['speedup']:.2f}** (x{c['speedup_min']:.2f}"
+                    f"-x{c['speedup_max']:.2f} over {c['repeats']} paired repeats)"
+                    + (f". Warning: {c['warning']}" if c.get("warning") else "."))
+                shown.append({"profile": profile, "file": path.name, **c})
+    return shown
 
 
 def verdict_table(results_dir: Any = None) -> pd.DataFrame:

@@ -31,9 +31,14 @@ class Recipe:
 
 
 def recipes(device: torch.device, quick: bool) -> dict[str, Recipe]:
-    """`ours` (on GPU: bf16 autocast, channels-last, compiled, fused Adam) and the authors' reference line."""
-    cuda = device.type == "cuda"  # on the CPU, channels-last measured slower for GMSRF-Net: ours stays NCHW fp32
-    ours = Recipe("ours", torch.bfloat16 if cuda else None, cuda, cuda and not quick, False, cuda)
+    """`ours`: what the trainer does by default (bf16 autocast and channels-last on GPUs and on CPUs with native
+    bf16, fused Adam, the boundary weight computed once per batch; compiled on GPU) against the authors' line (fp32,
+    eager, NCHW, their loss with its 31x31 pooling per output, a Python loop of gradient clamps)."""
+    from polyplib.engine.trainer import native_bf16_cpu
+
+    cuda = device.type == "cuda"
+    fast = cuda or native_bf16_cpu()
+    ours = Recipe("ours", torch.bfloat16 if fast else None, fast, cuda and not quick, False, True)
     return {"ours": ours, "authors": Recipe("authors", None, False, False, True, False)}
 
 
@@ -130,6 +135,16 @@ def interleaved(fns: dict[str, Callable[[], None]], device: torch.device, repeat
     return times
 
 
+def _authors_loss() -> Callable[[Any, torch.Tensor], torch.Tensor]:
+    """The authors' deep-supervised structure loss: their two bugs, and the 2-D 31x31 pooling redone per output."""
+    from polyplib.losses import DeepSupervisionLoss, boundary_weight, structure_loss
+
+    def per_output(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return structure_loss(logits, target, legacy_bce=True, weit=boundary_weight(target, separable=False))
+
+    return DeepSupervisionLoss(per_output, sigmoid_main=True)
+
+
 def training_step(variant: str, recipe: Recipe, device: torch.device, batch: int, size: int,
                   options: dict | None = None) -> Callable[[], None]:
     """One full training step (forward, deep-supervised loss, backward, clip ±0.5, Adam) of a fresh model."""
@@ -137,7 +152,7 @@ def training_step(variant: str, recipe: Recipe, device: torch.device, batch: int
 
     model = build_model(variant, recipe, device, options)
     step_model = torch.compile(model) if recipe.compile else model
-    loss_fn = build_loss("structure", legacy_bugs=recipe.legacy_loss)
+    loss_fn = _authors_loss() if recipe.legacy_loss else build_loss("structure")
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, fused=recipe.fused_adam or None)
     images, masks = _synthetic_batch(batch, size, device, recipe.channels_last)
 

@@ -47,7 +47,7 @@ class TrainConfig:
     clip_value: float | None = None
     clip_norm: float | None = None
     precision: str = "auto"
-    channels_last: bool = False
+    channels_last: bool | None = None  # None: auto (channels-last under bf16 on the CPU)
     compile: bool = False
     loss: str = "structure"
     loss_options: dict = field(default_factory=dict)
