@@ -14,7 +14,8 @@ RECIPE_FIELDS = ("model", "model_options", "dataset", "dataset_options", "protoc
 def recipe_table(config: Any) -> pd.DataFrame:
     """The options of a run spec's config (or a `TrainConfig`) that define the experiment, one row per option."""
     values = config if isinstance(config, dict) else config.to_dict()
-    return pd.DataFrame([{"option": k, "value": str(values[k])} for k in RECIPE_FIELDS])
+    shown = {**values, "channels_last": "auto" if values["channels_last"] is None else values["channels_last"]}
+    return pd.DataFrame([{"option": k, "value": str(shown[k])} for k in RECIPE_FIELDS])
 
 
 def load_model(checkpoint: Path | str, device: str = "cpu") -> Any:
