@@ -239,3 +239,28 @@ def test_cli_list_plan_and_errors(tmp_path):
     damaged = _cli("plan", "smoke", "cross-dataset", "--results", str(tmp_path / "r"))
     assert damaged.returncode != 0 and f"{run_id}.json is truncated" in damaged.stderr
     assert len(damaged.stderr.strip().splitlines()) == 1
+
+
+def test_a_run_that_crashes_is_reported_failed_with_its_traceback_and_the_others_still_run(tmp_path, monkeypatch):
+    import polyplib.campaigns.runner as runner
+
+    camp = tiny_campaign([tiny_spec(seed, epochs=1) for seed in range(2)])
+    ctx = context(tmp_path, "crash")
+    broken, real = camp.runs[0].run_id, runner.execute
+
+    def crash_first(spec, store, **kwargs):
+        if spec.run_id == broken:
+            raise RuntimeError("self.stride(-1) must be 1 to view Float as Byte\nsecond line")
+        return real(spec, store, **kwargs)
+
+    monkeypatch.setattr(runner, "execute", crash_first)
+    lines = []
+    summary = run_campaigns([camp], ctx, report=lines.append)
+    assert summary["counts"] == {"failed": 1, "done": 1} and summary["remaining"] == 1
+    failed = next(o for o in summary["outcomes"] if o["status"] == "failed")
+    assert failed["run_id"] == broken and "RuntimeError: self.stride(-1)" in failed["detail"]
+    assert "second line" not in failed["detail"]
+    trace = work_dir(ctx.work, broken) / "error.txt"
+    assert trace.is_file() and "Traceback" in trace.read_text() and str(trace) in failed["detail"]
+    assert not ctx.store(camp).has(broken) and ctx.store(camp).has(camp.runs[1].run_id)
+    assert any(line.endswith(f"traceback in {trace})") for line in lines)

@@ -105,6 +105,9 @@ def test_cache_is_reused_from_disk_and_keyed_by_encoder_weights(tmp_path):
     before = encoder_fingerprint(model)
     with torch.no_grad():
         model.sam.image_encoder.neck[0].weight.mul_(1.01)
-    assert encoder_fingerprint(model) != before
+    changed = encoder_fingerprint(model)
+    assert changed != before
+    model.to(memory_format=torch.channels_last)  # the CPU bf16 default: same weights, another memory layout
+    assert model.sam.image_encoder.neck[0].weight.stride()[-1] != 1 and encoder_fingerprint(model) == changed
     with pytest.raises(ConfigError, match="decoder"):
         EmbeddingCache(PolypSAM(model.sam, strategy="full"))

@@ -201,3 +201,13 @@ def test_resume_of_a_cached_decoder_run_is_exact(decoder_run, tmp_path):
     assert [round(r["train_loss"], 6) for r in resumed.history] == [round(r["train_loss"], 6) for r in full.history]
     ours, reference = load_checkpoint(resumed.last_checkpoint)["model"], load_checkpoint(full.last_checkpoint)["model"]
     assert all(torch.equal(ours[k], reference[k]) for k in reference)
+
+
+@pytest.mark.parametrize("strategy", ["decoder", "full"])
+def test_bf16_channels_last_cpu_default_trains_both_strategies(tmp_path, strategy):
+    """The lite recipe: bf16 autocast with the automatic memory format (channels-last on a bf16 CPU)."""
+    result = train(tiny_config(tmp_path, strategy, precision="bf16", channels_last=None, epochs=1, seed=0))
+    row = result.history[0]
+    assert 0 < row["train_loss"] < 2 and 0 <= row["val_dice"] <= 1
+    state = load_checkpoint(result.last_checkpoint)["model"]
+    assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())

@@ -74,7 +74,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                             report=lambda line: print(line, file=sys.stderr, flush=True))
     counts = ", ".join(f"{v} {k}" for k, v in summary["counts"].items()) or "nothing to run"
     print(f"{counts}; {summary['remaining']} run(s) remain ({summary['elapsed_s']:.0f} s)")
-    return 0
+    return 1 if summary["counts"].get("failed") else 0
 
 
 def cmd_collect(args: argparse.Namespace) -> int:

@@ -5,16 +5,17 @@ import dataclasses
 import fnmatch
 import re
 import time
+import traceback
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Callable
 
 from polyplib.campaigns.declared import Campaign
-from polyplib.campaigns.execute import default_work, epochs_done, execute, unavailable
+from polyplib.campaigns.execute import Outcome, default_work, epochs_done, execute, unavailable, work_dir
 from polyplib.campaigns.spec import RunSpec
 from polyplib.campaigns.store import Store
-from polyplib.errors import ConfigError
+from polyplib.errors import ConfigError, DivergenceError, PolypError
 
 LAUNCHERS = ("local", "submitit-local", "slurm")
 
@@ -123,8 +124,21 @@ def _job(payload: dict[str, Any]) -> dict[str, Any]:
     """One run in a worker process or a submitit job (plain dicts in and out: picklable, JSON-able)."""
     ctx = Context(**payload["context"])
     store = Store(ctx.results, payload["profile"], payload["campaign"])
-    outcome = execute(RunSpec.from_dict(payload["spec"]), store, root=ctx.root, work=ctx.work, device=ctx.device,
-                      threads=ctx.threads, deadline=payload.get("deadline"))
+    spec = RunSpec.from_dict(payload["spec"])
+    try:
+        outcome = execute(spec, store, root=ctx.root, work=ctx.work, device=ctx.device, threads=ctx.threads,
+                          deadline=payload.get("deadline"))
+    except PolypError as err:
+        if not isinstance(err, DivergenceError):
+            raise  # bad input: the CLI's one-line error
+        return dataclasses.asdict(Outcome(spec.run_id, "failed", str(err)))
+    except Exception as err:  # a bug or a crash in one run: say where its traceback is and go on with the others
+        report = work_dir(ctx.work, spec.run_id) / "error.txt"
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(traceback.format_exc())
+        message = str(err).splitlines()[0] if str(err) else ""
+        return dataclasses.asdict(Outcome(spec.run_id, "failed", f"{type(err).__name__}: {message[:200]}; "
+                                                                 f"traceback in {report}"))
     return dataclasses.asdict(outcome)
 
 

@@ -21,7 +21,7 @@ def encoder_fingerprint(model: PolypSAM) -> str:
     digest = hashlib.sha1(json.dumps(model.encoder_key(), sort_keys=True).encode())
     for name, tensor in sorted(model.sam.image_encoder.state_dict().items()):
         digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()[:16]
 
 
