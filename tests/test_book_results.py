@@ -135,3 +135,5 @@ def test_precision_check_pairs_the_fp32_run_with_the_same_seed_and_judges_it_aga
     worse = book.precision_verdict(book.stored("lite", "precision", stored_lite), cross)
     assert worse["verdict"] == "changes accuracy"
     assert not worse["table"].set_index("test").loc["cvc-colondb", "within seed noise"]
+    table = book.verdict_table(stored_lite).set_index("claim")
+    assert table.loc[book.reports.PRECISION_CLAIM, "verdict"] == "changes accuracy"
