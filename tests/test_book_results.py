@@ -149,3 +149,37 @@ def test_precision_check_pairs_the_fp32_run_with_the_same_seed_and_judges_it_aga
     assert not worse["table"].set_index("test").loc["cvc-colondb", "within seed noise"]
     claims = book.verdict_table(stored_lite).set_index("claim")
     assert claims.loc[book.reports.PRECISION_CLAIM, "verdict"] == "changes accuracy"
+
+
+def fake_sam_result(spec, rng, gt_mean: float) -> dict:
+    """A stored Polyp-SAM result: per test set, GT box around `gt_mean`, 20 % jitter 0.05 lower, box-fill at 0.6."""
+    result = fake_result(spec, rng, gt_mean, campaign="polyp-sam")
+    tests = []
+    for entry in result["tests"]:
+        n = entry["n"]
+        for prompt, mean in (("gt-box", gt_mean), ("jitter-0.2", gt_mean - 0.05), ("box-fill", 0.6)):
+            dice = np.clip(rng.normal(mean, 0.02, n), 0, 1).round(5)
+            tests.append({**entry, "prompt": prompt, "means": {"dice": float(dice.mean())},
+                          "per_image": {"id": entry["per_image"]["id"], "dice": dice.tolist()}})
+    return {**result, "tests": tests}
+
+
+def test_polyp_sam_verdicts_wait_for_both_strategies_and_say_when_the_box_beats_the_model(tmp_path):
+    rng = np.random.default_rng(2)
+    store = Store(tmp_path, "lite", "polyp-sam")
+    runs = {(s.labels["strategy"], s.labels["seed"]): s for s in campaigns("lite")["polyp-sam"].runs}
+    store.save(fake_sam_result(runs[("decoder", 0)], rng, 0.5))
+    view = book.stored("lite", "polyp-sam", tmp_path)
+    verdict = book.sam_strategy_verdict(view)
+    assert verdict["verdict"] == "open" and "full" in verdict["ours"] and verdict["paired"].empty
+    text = book.reports.sam_prompt_verdict(view)
+    import re
+    gt = [float(x) for x in re.findall(r"GT box (\d\.\d+)", text)]
+    jitter = [float(x) for x in re.findall(r"20 % jitter ([+-]\d\.\d+)", text)]
+    assert len(gt) == len(jitter) == 2 and all(abs(g - 0.5) < 0.01 for g in gt)
+    assert all(abs(j + 0.05) < 0.01 for j in jitter)
+    assert "(**above** the model)" in text and "2 of 2" in text and "from scratch" in text
+    store.save(fake_sam_result(runs[("full", 0)], rng, 0.7))  # full fine-tuning: above its box and the decoder
+    view = book.stored("lite", "polyp-sam", tmp_path)
+    assert book.sam_strategy_verdict(view)["verdict"] == "supported"
+    assert "2 of 4" in book.reports.sam_prompt_verdict(view)
