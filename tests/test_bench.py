@@ -4,7 +4,7 @@ import torch
 
 from polyplib.engine.bench import (comparison, format_table, interleaved, matmul_peak_flops, paired_ratios, recipes,
                                    summarize, timing_line, trust_warning)
-from polyplib.engine.trainer import native_bf16_cpu, resolve_channels_last, resolve_precision
+from polyplib.engine.trainer import native_bf16_cpu, resolve_precision
 
 
 def test_matmul_peak_is_a_plausible_cpu_rate():
@@ -16,12 +16,13 @@ def test_reference_line_is_the_authors_setting():
     ref, ours = recipes(torch.device("cpu"), quick=True)["authors"], recipes(torch.device("cpu"), quick=True)["ours"]
     assert (ref.amp_dtype, ref.compile, ref.channels_last, ref.legacy_loss, ref.fused_adam) == (None, False, False,
                                                                                                  True, False)
-    # ours on the CPU is the trainer's default there: bf16 + channels-last exactly where the CPU has native bf16
-    cpu = torch.device("cpu")
-    amp, _ = resolve_precision("auto", cpu)
-    assert not ours.legacy_loss and ours.fused_adam and (ours.amp_dtype, ours.channels_last) == (
-        amp, resolve_channels_last(None, cpu, amp))
-    assert (amp == torch.bfloat16) == native_bf16_cpu()
+    # ours on the CPU is the lite recipe where the CPU has native bf16 (bf16 + channels-last), fp32 NCHW elsewhere
+    from polyplib.campaigns.profiles import profile_settings
+
+    lite, native = profile_settings("lite").recipe, native_bf16_cpu()
+    assert not ours.legacy_loss and ours.fused_adam and not ours.compile
+    assert (ours.amp_dtype, ours.channels_last) == ((torch.bfloat16, lite["channels_last"]) if native else (None, False))
+    assert lite["precision"] == "bf16" and resolve_precision(lite["precision"], torch.device("cpu"))[0] == torch.bfloat16
 
 
 def test_authors_loss_line_equals_the_legacy_structure_loss():

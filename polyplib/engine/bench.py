@@ -31,9 +31,9 @@ class Recipe:
 
 
 def recipes(device: torch.device, quick: bool) -> dict[str, Recipe]:
-    """`ours`: what the trainer does by default (bf16 autocast and channels-last on GPUs and on CPUs with native
-    bf16, fused Adam, the boundary weight computed once per batch; compiled on GPU) against the authors' line (fp32,
-    eager, NCHW, their loss with its 31x31 pooling per output, a Python loop of gradient clamps)."""
+    """`ours`: the book's recipe (bf16 autocast and channels-last on GPUs and, as in the lite profile, on CPUs with
+    native bf16; fused Adam; the boundary weight computed once per batch; compiled on GPU) against the authors' line
+    (fp32, eager, NCHW, their loss with its 31x31 pooling per output, a Python loop of gradient clamps)."""
     from polyplib.engine.trainer import native_bf16_cpu
 
     cuda = device.type == "cuda"

@@ -70,11 +70,12 @@ def native_bf16_cpu() -> bool:
 
 
 def resolve_precision(precision: str, device: torch.device) -> tuple[torch.dtype | None, bool]:
-    """Autocast dtype and GradScaler need. auto: bf16 on GPUs that have it (fp16 + scaler otherwise), bf16 on CPUs
-    with native bf16 (faster at the same accuracy: `polyplib bench`, the lite `precision` campaign), else fp32."""
+    """Autocast dtype and GradScaler need. auto: bf16 on GPUs that have it (fp16 + scaler otherwise), fp32 on the CPU:
+    bf16 there is faster on CPUs with native bf16 (`polyplib bench`) but the lite `precision` check has not shown it
+    keeps accuracy (chapter 3), so it stays opt-in (precision=bf16, the lite recipe)."""
     if precision == "auto":
         if device.type != "cuda":
-            return (torch.bfloat16, False) if native_bf16_cpu() else (None, False)
+            return None, False
         precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     if precision == "fp32":
         return None, False
