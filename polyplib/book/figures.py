@@ -42,9 +42,7 @@ def _save(fig, path: Path, meta: dict[str, Any]) -> Path:
     with atomic_write(path, "wb") as handle:
         fig.savefig(handle, format="png", dpi=72, bbox_inches="tight")
     plt.close(fig)
-    recorded = provenance()
-    write_json_atomic(path.with_suffix(".json"), {"figure": path.name, "commit": recorded.pop("git_commit"),
-                                                  **recorded, **meta})
+    write_json_atomic(path.with_suffix(".json"), {"figure": path.name, **provenance(), **meta})
     return path
 
 

@@ -473,7 +473,7 @@ def stored_bench_section(results_dir: Any = None) -> list[dict[str, Any]]:
             prov, suite = data["provenance"], data["suites"]["gmsrf"]
             _md(f"**Stored benchmark `{path.relative_to(root)}`** (profile `{profile}`): GMSRF-Net at "
                 f"{suite['image_size']}x{suite['image_size']} on {prov.get('machine')}, {suite['device']}, torch "
-                f"{prov.get('torch')}, commit {str(prov.get('git_commit', '?'))[:7]}, {str(prov.get('date', '?'))[:10]}; "
+                f"{prov.get('torch')}, commit {str(prov.get('commit', '?'))[:7]}, {str(prov.get('date', '?'))[:10]}; "
                 f"{suite['repeats']} interleaved repeats of {suite['steps_per_repeat']} steps.")
             lines = pd.DataFrame([{"variant": ln["variant"], "recipe": ln["recipe"], "kind": ln["kind"],
                                    "batch": ln["batch"], "img/s": ln["images_per_s"],

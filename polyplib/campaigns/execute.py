@@ -158,9 +158,8 @@ def _provenance(spec: RunSpec, trained, entries: list[dict[str, Any]], root: str
     history = trained.history
     speeds = [row["images_per_s"] for row in history if "images_per_s" in row]
     dev = resolve_device(device)
-    recorded = provenance()
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
-    return {"commit": recorded.pop("git_commit"), **recorded, "device": name,
+    return {**provenance(), "device": name,
             "torch_threads": torch.get_num_threads(), "data_root": str(data_root(root)), "split_sha256": splits,
             "wall_s": round(wall_s, 1), "eval_s": round(eval_s, 1),
             "train_s": round(sum(row.get("train_time_s", 0.0) for row in history), 1),

@@ -331,8 +331,9 @@ def run_bench(suite: str = "gmsrf", quick: bool = False, device: str = "auto", o
         else:
             results["suites"]["sam"] = sam_bench.run_sam_bench(quick=quick, device=device, repeats=repeats)
     if out:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(json.dumps(results, indent=2) + "\n")
+        from polyplib.campaigns.store import write_json_atomic
+
+        write_json_atomic(Path(out), results)
     return results
 
 

@@ -43,6 +43,6 @@ def machine() -> str:
 
 def provenance() -> dict:
     """A dict to store beside every result file."""
-    return {"git_commit": git_commit(), "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    return {"commit": git_commit(), "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "machine": machine(), "torch": torch.__version__, "polyplib": polyplib.__version__,
             "python": platform.python_version()}
