@@ -338,7 +338,7 @@ def sam_strategy_verdict(view: CampaignView) -> dict[str, Any]:
                 "verdict": "open", "paired": paired,
                 "text": f"**What the `{view.profile}` results say.** Nothing to compare yet: "
                         f"{' and '.join(sorted(missing))} fine-tuning is not stored ({view.coverage()})."}
-    full_better = bool(len(paired)) and bool((paired["verdict"] == "reference better").all())
+    full_better = bool((paired["verdict"] == "reference better").all())
     scratch = (" Without SAM's pretraining a decoder-only run trains the prompt encoder and mask decoder on top of a "
                "**frozen random** image encoder: it measures what a random projection of the image gives, not SAM."
                if view.settings.from_scratch else "")
