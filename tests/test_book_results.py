@@ -183,3 +183,39 @@ def test_polyp_sam_verdicts_wait_for_both_strategies_and_say_when_the_box_beats_
     view = book.stored("lite", "polyp-sam", tmp_path)
     assert book.sam_strategy_verdict(view)["verdict"] == "supported"
     assert "2 of 4" in book.reports.sam_prompt_verdict(view)
+
+
+def test_ablation_verdict_judges_component_removals_against_seed_noise_and_waits_for_all_of_them(tmp_path):
+    from polyplib.campaigns.declared import COMPONENTS
+
+    rng = np.random.default_rng(2)
+    cross = Store(tmp_path, "lite", "cross-dataset")
+    full = {spec.labels["seed"]: spec for spec in campaigns("lite")["cross-dataset"].runs
+            if spec.labels["model"] == "GMSRF-Net"}
+    for seed in (0, 1):
+        cross.save(fake_result(full[seed], rng, 0.7))
+    ablations = Store(tmp_path, "lite", "ablations")
+    variants = {spec.labels["model"]: spec for spec in campaigns("lite")["ablations"].runs}
+    unseen = {"no CMSA": 0.4, "no MSFS": 0.69, "1 GMSRF module": 0.7, "authors' loss bugs": 0.45}
+    for label, mean in unseen.items():
+        ablations.save(fake_result(variants[label], rng, mean, campaign="ablations"))
+
+    def verdict():
+        return book.ablation_verdict(book.stored("lite", "ablations", tmp_path), book.stored("lite", "cross-dataset",
+                                                                                               tmp_path))
+
+    first = verdict()  # a component ablation and the third full-network seed are missing
+    assert first["verdict"] == "open" and "Not stored yet: no deep supervision" in first["text"]
+    assert first["paired"]["beyond sd over 2 full seeds"].isna().all()
+    ablations.save(fake_result(variants["no deep supervision"], rng, 0.7, campaign="ablations"))
+    cross.save(fake_result(full[2], rng, 0.8))  # the seeds now spread: sd of the unseen Dice about 0.06
+    done = verdict()
+    paired = done["paired"].set_index(["test", "comparison"])
+    drop = paired.loc[("cvc-colondb", "GMSRF-Net − no MSFS")]
+    assert drop["verdict"] == "reference better" and not drop["beyond sd over 3 full seeds"]  # real but within noise
+    assert paired.loc[("cvc-colondb", "GMSRF-Net − no CMSA"), "beyond sd over 3 full seeds"]
+    assert done["verdict"] == "partly supported" and done["ours"].startswith("clearly helps: no CMSA (4 of 4")
+    assert "authors' loss bugs" not in done["ours"] and "authors' loss bugs" in done["text"].split("not judged")[1]
+    assert set(COMPONENTS) <= set(paired.index.get_level_values(1).str.split(" − ").str[1])
+    claims = book.verdict_table(tmp_path).set_index("claim")
+    assert claims.loc[done["claim"], "verdict"] == "partly supported"

@@ -20,6 +20,7 @@ ABLATIONS: dict[str, dict[str, Any]] = {
     "Eq. 2-3 fusion": {"options": {"fusion": "paper"}},  # the paper's literal fusion order (the code's differs)
     "Eq. 1 CMSA (no sigmoid)": {"options": {"cmsa_gate": "linear"}},  # Eq. 1 as written (the code adds sigmoid + 1)
 }
+COMPONENTS = ("no CMSA", "no MSFS", "1 GMSRF module", "no deep supervision")  # removals; the rest: text vs code
 JITTERS = (0.05, 0.1, 0.2)  # box jitter as a fraction of the box size per side (Polyp-SAM robustness)
 
 
