@@ -131,11 +131,12 @@ def declare(settings: BookProfile) -> dict[str, Campaign]:
                               "Polyp-SAM decoder-only vs full fine-tuning; GT, jittered and cascade box prompts", sam),
     }
     if settings.recipe.get("precision", "auto") != "fp32":  # the profile trains in reduced precision: check it
-        fp32 = segmentation_run(settings, "gmsrf", settings.source, settings.seeds[0], label="GMSRF-Net fp32 NCHW",
-                                precision="fp32", channels_last=False)
+        fp32 = tuple(segmentation_run(settings, "gmsrf", settings.source, seed, label="GMSRF-Net fp32 NCHW",
+                                      precision="fp32", channels_last=False)
+                     for seed in settings.seeds[:settings.precision_seeds])
         declared["precision"] = Campaign("precision", name, "03_training",
-                                         "GMSRF-Net seed 0 in fp32 NCHW: the same run as cross-dataset's but without "
-                                         "bf16 autocast and channels-last (accuracy check of the fast default)", (fp32,))
+                                         "GMSRF-Net in fp32 NCHW: the same runs as cross-dataset's but without bf16 "
+                                         "autocast and channels-last (accuracy check of the fast recipe)", fp32)
     return declared
 
 
