@@ -189,6 +189,21 @@ def test_missing_dataset_is_unavailable_not_a_crash(tmp_path):
     assert summary["counts"] == {"unavailable": 1} and not (tmp_path / "r").exists()
 
 
+def test_bf16_run_is_unavailable_on_a_cpu_without_native_bf16_and_runs_where_it_has_it(tmp_path, monkeypatch):
+    from polyplib.engine import trainer
+
+    camp = tiny_campaign([tiny_spec(0, epochs=1, precision="bf16"), tiny_spec(0, epochs=1, precision="fp32")])
+    ctx = context(tmp_path, "emulated")
+    monkeypatch.setattr(trainer, "native_bf16_cpu", lambda: False)
+    rows = {row["run_id"]: row for row in plan([camp], ctx, cost=False)}
+    bf16, fp32 = (rows[spec.run_id] for spec in camp.runs)
+    assert bf16["status"] == "unavailable" and "no native bf16" in bf16["detail"] and fp32["status"] == "missing"
+    summary = run_campaigns([camp], ctx, report=lambda _: None)
+    assert summary["counts"] == {"unavailable": 1, "done": 1} and summary["remaining"] == 1
+    monkeypatch.setattr(trainer, "native_bf16_cpu", lambda: True)
+    assert plan([camp], ctx, cost=False)[0]["status"] == "missing"  # the same run where the CPU computes bf16
+
+
 def test_truncated_or_foreign_result_file_is_named_in_one_line(tmp_path):
     spec = tiny_spec()
     store = Store(tmp_path, "test", "tiny")
