@@ -44,3 +44,24 @@ def paired_comparison(a: Any, b: Any, confidence: float = 0.95, seed: int = 0) -
     p = float(stats.wilcoxon(a, b).pvalue) if np.any(diff != 0) else 1.0
     return {"n": int(len(diff)), "mean_a": float(a.mean()), "mean_b": float(b.mean()), "diff": float(diff.mean()),
             "ci_low": low, "ci_high": high, "wilcoxon_p": p, "rank_biserial": rank_biserial(diff)}
+
+
+def seed_comparison(a: Any, b: Any) -> dict[str, Any]:
+    """Two recipes over training seeds (one score per seed): difference of the means with a two-sided p, Welch's
+    t-test when both sides have 2+ seeds, else the t prediction test of the single run against the other side's seeds
+    (|x - mean| / (sd * sqrt(1 + 1/n)), n - 1 dof); p is nan when neither applies."""
+    from scipy import stats
+
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    out: dict[str, Any] = {"n_a": len(a), "n_b": len(b), "mean_a": float(a.mean()), "mean_b": float(b.mean()),
+                           "sd_a": float(a.std(ddof=1)) if len(a) > 1 else float("nan"),
+                           "sd_b": float(b.std(ddof=1)) if len(b) > 1 else float("nan"),
+                           "diff": float(a.mean() - b.mean()), "p": float("nan"), "test": "none"}
+    if len(a) > 1 and len(b) > 1:
+        out.update(p=float(stats.ttest_ind(a, b, equal_var=False).pvalue), test="Welch t")
+    elif min(len(a), len(b)) == 1 and max(len(a), len(b)) > 2:
+        many, one = (a, b) if len(a) > 1 else (b, a)
+        spread = many.std(ddof=1) * np.sqrt(1 + 1 / len(many))
+        t = abs(one[0] - many.mean()) / spread if spread > 0 else 0.0 if one[0] == many.mean() else np.inf
+        out.update(p=float(2 * stats.t.sf(t, len(many) - 1)), test="t prediction")
+    return out

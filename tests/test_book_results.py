@@ -115,40 +115,49 @@ def test_figures_of_trained_runs_are_stored_with_provenance_and_picked_by_stored
         book.render_figures("smoke", results_dir=results, work=tmp_path / "elsewhere")
 
 
-def test_precision_check_pairs_the_fp32_run_with_the_same_seed_and_judges_it_against_seed_noise(stored_lite):
+def test_precision_check_compares_seed_means_and_pairs_each_fp32_seed_with_the_same_bf16_seed(stored_lite):
     import copy
 
     rng = np.random.default_rng(1)
-    fp32 = campaigns("lite")["precision"].runs[0]
-    assert fp32.config["precision"] == "fp32" and fp32.labels["seed"] == 0
+    runs = campaigns("lite")["precision"].runs
+    assert [r.config["precision"] for r in runs] == ["fp32"] * 3 and [r.labels["seed"] for r in runs] == [0, 1, 2]
     precision = Store(stored_lite, "lite", "precision")
-    precision.save(fake_result(fp32, rng, 0.7, campaign="precision"))
+    precision.save(fake_result(runs[0], rng, 0.7, campaign="precision"))
+
+    def check():
+        return book.precision_verdict(book.stored("lite", "precision", stored_lite),
+                                      book.stored("lite", "cross-dataset", stored_lite))
+
+    verdict = check()
+    pairs = verdict["pairs"].set_index("test")
     cross = book.stored("lite", "cross-dataset", stored_lite)
-    verdict = book.precision_verdict(book.stored("lite", "precision", stored_lite), cross)
-    table = verdict["table"].set_index("test")
     seed0 = [r for r in cross.results if (r["spec"]["labels"]["model"], r["spec"]["labels"]["seed"]) == ("GMSRF-Net", 0)]
-    assert len(seed0) == 1  # the check pairs the same seed, not the seed average
+    assert len(seed0) == 1  # the pair is the same seed, not the seed average
     expected = np.mean(seed0[0]["tests"][1]["per_image"]["dice"]) - np.mean(
-        precision.load(fp32.run_id)["tests"][1]["per_image"]["dice"])
-    assert table.loc["cvc-colondb", "Δ (bf16 − fp32)"] == pytest.approx(expected, abs=1e-9)
-    # two seeds of the bf16 GMSRF-Net cannot judge the noise yet
-    assert table.loc["cvc-colondb", "sd over 2 seeds"] > 0 and table["within seed noise"].isna().all()
-    assert verdict["verdict"] == "open" and "3 are needed" in verdict["text"]
+        precision.load(runs[0].run_id)["tests"][1]["per_image"]["dice"])
+    assert pairs.loc["cvc-colondb", "Δ (bf16 − fp32)"] == pytest.approx(expected, abs=1e-9)
+    # two bf16 seeds and one fp32 seed: no test applies yet
+    assert verdict["table"]["p"].isna().all() and verdict["verdict"] == "open"
     third = next(s for s in campaigns("lite")["cross-dataset"].runs if (s.labels["model"], s.labels["seed"]) ==
                  ("GMSRF-Net", 2))
     Store(stored_lite, "lite", "cross-dataset").save(fake_result(third, rng, 0.7))
-    cross = book.stored("lite", "cross-dataset", stored_lite)
-    same = copy.deepcopy(seed0[0])  # fp32 scoring every image exactly as bf16 seed 0 did: Δ 0, within the noise
-    same.update(run_id=fp32.run_id, campaign="precision", spec=fp32.to_dict())
-    precision.save(same)
-    kept = book.precision_verdict(book.stored("lite", "precision", stored_lite), cross)
-    assert kept["verdict"] == "keeps accuracy" and kept["table"]["Δ (bf16 − fp32)"].abs().max() == 0
-    precision.save(fake_result(fp32, rng, 0.3, campaign="precision"))  # far below bf16 on the unseen centre
-    worse = book.precision_verdict(book.stored("lite", "precision", stored_lite), cross)
+    one = check()  # three bf16 seeds against one fp32 seed: the t prediction test, but one seed cannot keep accuracy
+    assert set(one["table"]["test used"]) == {"t prediction"} and one["verdict"] == "open"
+    precision.save(fake_result(runs[0], rng, 0.3, campaign="precision"))  # far below bf16 on the unseen centre
+    worse = check()
     assert worse["verdict"] == "changes accuracy"
-    assert not worse["table"].set_index("test").loc["cvc-colondb", "within seed noise"]
+    assert worse["table"].set_index("test").loc["cvc-colondb", "p"] < 0.01
+    for spec in runs:  # fp32 scoring every image exactly as the same bf16 seed did: Δ 0, Welch p 1
+        bf16 = next(r for r in book.stored("lite", "cross-dataset", stored_lite).results
+                    if (r["spec"]["labels"]["model"], r["spec"]["labels"]["seed"]) == ("GMSRF-Net", spec.labels["seed"]))
+        same = copy.deepcopy(bf16)
+        same.update(run_id=spec.run_id, campaign="precision", spec=spec.to_dict())
+        precision.save(same)
+    kept = check()
+    assert kept["verdict"] == "keeps accuracy" and set(kept["table"]["test used"]) == {"Welch t"}
+    assert kept["table"]["Δ (bf16 − fp32)"].abs().max() == 0 and kept["pairs"]["Δ (bf16 − fp32)"].abs().max() == 0
     claims = book.verdict_table(stored_lite).set_index("claim")
-    assert claims.loc[book.reports.PRECISION_CLAIM, "verdict"] == "changes accuracy"
+    assert claims.loc[book.reports.PRECISION_CLAIM, "verdict"] == "keeps accuracy"
 
 
 def fake_sam_result(spec, rng, gt_mean: float) -> dict:
