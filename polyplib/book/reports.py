@@ -299,9 +299,10 @@ def _with_reference(view: CampaignView, reference: CampaignView) -> CampaignView
 
 
 def ablation_verdict(view: CampaignView, reference: CampaignView) -> dict[str, Any]:
-    """Which removed components (`COMPONENTS`) clearly lower Dice: paired CI above 0 on some test set and, from
-    `MIN_NOISE_SEEDS` seeds of the full network on, a drop beyond its sd over seeds; the paper-vs-code variants are
-    reported beside, not judged. Open until every component ablation and enough full-network seeds are stored."""
+    """Which removed components (`COMPONENTS`) clearly lower Dice on some test set: paired CI over images above 0 and
+    the drop standing out of the full network's spread over seeds (`seed_comparison` p < 0.05); the paper-vs-code
+    variants are reported beside, not judged. Open until every component ablation and `MIN_NOISE_SEEDS` full-network
+    seeds are stored."""
     from polyplib.campaigns.declared import COMPONENTS
 
     claim = "each component (CMSA, MSFS, two modules, deep supervision) improves GMSRF-Net"
@@ -311,14 +312,12 @@ def ablation_verdict(view: CampaignView, reference: CampaignView) -> dict[str, A
     if paired.empty:
         return {"claim": claim, "ours": "not measured", "verdict": "open", "text": "No paired comparison yet.",
                 "paired": paired}
-    full = frame[frame["model"] == REFERENCE]
-    n_full = int(full["seed"].nunique())
-    sd = full.groupby("test")["dice"].std()
-    beyond = f"beyond sd over {n_full} full seeds"
+    n_full = int(frame.loc[frame["model"] == REFERENCE, "seed"].nunique())
     paired["variant"] = paired["comparison"].str.split(" − ").str[1]
-    paired[beyond] = [bool(d > sd[t]) if n_full >= MIN_NOISE_SEEDS else None
-                      for t, d in zip(paired["test"], paired["Δ dice"])]
-    clear = paired[(paired["verdict"] == "reference better") & (paired[beyond] != False)]  # noqa: E712 (None: unjudged)
+    by_run = frame.groupby(["test", "model"])["dice"]
+    paired["seed p"] = [seed_comparison(by_run.get_group((t, REFERENCE)), by_run.get_group((t, v)))["p"]
+                        for t, v in zip(paired["test"], paired["variant"])]
+    clear = paired[(paired["verdict"] == "reference better") & (paired["seed p"] < 0.05)]
     stored = [c for c in COMPONENTS if c in set(paired["variant"])]
     helps = [c for c in stored if c in set(clear["variant"])]
     missing = [c for c in COMPONENTS if c not in stored]
@@ -334,7 +333,7 @@ def ablation_verdict(view: CampaignView, reference: CampaignView) -> dict[str, A
     text = (f"**What the `{view.profile}` ablations say** ({len(stored)} of {len(COMPONENTS)} component ablations "
             f"stored, {seeds} seed(s) each; full network: {n_full} seed(s)). Full GMSRF-Net minus each variant, Dice "
             f"paired over images: {'; '.join(said(v) for v in stored) or 'none stored'}. Removing a component clearly "
-            f"lowers Dice (paired CI above 0 and a drop beyond the full network's sd over seeds) for: "
+            f"lowers Dice (paired CI over images above 0 and p < 0.05 against the full network's spread over seeds) for: "
             f"{', '.join(helps) or 'none'}."
             + (f" Paper's text vs the authors' code (not judged): {'; '.join(said(v) for v in others)}." if others else "")
             + (f" Not stored yet: {', '.join(missing)}." if missing else "")
