@@ -47,9 +47,10 @@ def paired_comparison(a: Any, b: Any, confidence: float = 0.95, seed: int = 0) -
 
 
 def seed_comparison(a: Any, b: Any) -> dict[str, Any]:
-    """Two recipes over training seeds (one score per seed): difference of the means with a two-sided p, Welch's
-    t-test when both sides have 2+ seeds, else the t prediction test of the single run against the other side's seeds
-    (|x - mean| / (sd * sqrt(1 + 1/n)), n - 1 dof); p is nan when neither applies."""
+    """Two recipes over training seeds (one score per seed): difference of the means with a two-sided p. Student's
+    pooled t-test when both sides have 2+ seeds (one seed spread assumed: same data and recipe family; Welch's
+    correction leaves about 1 dof at 2 vs 2 seeds), else the t prediction test of the single run against the other
+    side's seeds (|x - mean| / (sd * sqrt(1 + 1/n)), n - 1 dof); p is nan when neither applies."""
     from scipy import stats
 
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
@@ -58,7 +59,7 @@ def seed_comparison(a: Any, b: Any) -> dict[str, Any]:
                            "sd_b": float(b.std(ddof=1)) if len(b) > 1 else float("nan"),
                            "diff": float(a.mean() - b.mean()), "p": float("nan"), "test": "none"}
     if len(a) > 1 and len(b) > 1:
-        out.update(p=float(stats.ttest_ind(a, b, equal_var=False).pvalue), test="Welch t")
+        out.update(p=float(stats.ttest_ind(a, b, equal_var=True).pvalue), test="pooled t")
     elif min(len(a), len(b)) == 1 and max(len(a), len(b)) > 2:
         many, one = (a, b) if len(a) > 1 else (b, a)
         spread = many.std(ddof=1) * np.sqrt(1 + 1 / len(many))

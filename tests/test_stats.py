@@ -40,15 +40,15 @@ def test_rank_biserial_signs_and_ties():
     assert rank_biserial([0.1, -0.2, 0.3]) == pytest.approx(1 / 3)
 
 
-def test_seed_comparison_uses_welch_or_the_prediction_test_by_seed_count():
+def test_seed_comparison_uses_the_pooled_t_test_or_the_prediction_test_by_seed_count():
     from scipy import stats
 
     from polyplib.stats import seed_comparison
 
     a, b = [0.50, 0.60, 0.70], [0.30, 0.32, 0.37]
     welch = seed_comparison(a, b)
-    assert welch["test"] == "Welch t" and welch["diff"] == pytest.approx(0.27)
-    assert welch["p"] == pytest.approx(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    assert welch["test"] == "pooled t" and welch["diff"] == pytest.approx(0.27)
+    assert welch["p"] == pytest.approx(stats.ttest_ind(a, b, equal_var=True).pvalue)
     single = seed_comparison(a, [0.9])  # t = 0.3 / (0.1 sqrt(4/3)), 2 dof: closed form 1 - t / sqrt(t^2 + 2)
     t = 0.3 / (0.1 * np.sqrt(4 / 3))
     assert single["test"] == "t prediction" and single["p"] == pytest.approx(1 - t / np.sqrt(t * t + 2))

@@ -64,24 +64,31 @@ def interval_table(view: CampaignView, metric: str = "dice", prompt: str = "none
 
 def paired_table(view: CampaignView, reference: str = REFERENCE, metric: str = "dice", prompt: str = "none",
                  by: str = "model", tests: tuple[str, ...] | None = None) -> pd.DataFrame:
-    """`reference` against every other group on the same images: Δ mean, paired-bootstrap CI, Wilcoxon p, r."""
+    """`reference` against every other group on the same images: Δ mean, paired-bootstrap CI, Wilcoxon p, r, and
+    the seed-level p of the run means (`seed_comparison`): the image CI holds the seeds fixed, so a verdict needs both
+    (the image CI alone where the seeds are too few to test)."""
     rows = []
     frame = view.frame
+    runs = frame[frame["prompt"] == prompt] if "prompt" in frame else frame
     tests = tests or tuple(dict.fromkeys(frame.loc[frame["kind"] == "unseen", "test"])) or tuple(frame["test"].unique())
     for test in tests:
         table = image_means(view, test, prompt, by, metric).dropna()
         if reference not in table:
             continue
+        scores = runs[runs["test"] == test]
         for other in (c for c in table.columns if c != reference):
             stats = paired_comparison(table[reference], table[other])
+            seeds = seed_comparison(*(scores.loc[scores[by] == g, metric] for g in (reference, other)))
             rows.append({"test": test, "comparison": f"{reference} − {other}", "images": stats["n"],
                          f"Δ {metric}": stats["diff"], "95% CI": f"[{stats['ci_low']:+.3f}, {stats['ci_high']:+.3f}]",
                          "Wilcoxon p": stats["wilcoxon_p"], "rank-biserial r": stats["rank_biserial"],
-                         "verdict": _verdict(stats)})
+                         "seed p": seeds["p"], "verdict": _verdict(stats, seeds["p"])})
     return pd.DataFrame(rows)
 
 
-def _verdict(stats: dict[str, float]) -> str:
+def _verdict(stats: dict[str, float], seed_p: float = float("nan")) -> str:
+    if seed_p >= 0.05:  # the runs' means do not stand out of the spread over seeds (nan: too few seeds to test)
+        return "no clear difference"
     if stats["ci_low"] > 0:
         return "reference better"
     if stats["ci_high"] < 0:
@@ -161,6 +168,11 @@ def _gap_numbers(frame: pd.DataFrame, metric: str = "dice") -> pd.DataFrame:
     return means
 
 
+def _ci_holds_zero(text: str) -> bool:
+    low, high = (float(x) for x in text.strip("[]").split(","))
+    return low <= 0 <= high
+
+
 def cross_dataset_verdict(view: CampaignView) -> dict[str, Any]:
     """The paper's claim (GMSRF-Net generalises better to an unseen centre) against this profile's numbers."""
     frame = view.frame
@@ -177,14 +189,23 @@ def cross_dataset_verdict(view: CampaignView) -> dict[str, Any]:
             f"{best_other} {gaps.loc[best_other, 'unseen']:.3f} (gap {gaps.loc[best_other, 'gap']:.3f})"
             if best_other else f"unseen Dice {g['unseen']:.3f}")
     n = len(paired)
-    verdict = ("supported" if len(better) == n else "contradicted" if len(worse) == n
+    untested = bool(paired["seed p"].isna().any())  # a model with one seed: the spread between seeds is untested
+    verdict = ("open" if untested else "supported" if len(better) == n else "contradicted" if len(worse) == n
                else "partly supported" if better else "not supported")
     caveat = " (synthetic frames and a few steps: this checks the analysis, not the methods)" \
         if view.profile == "smoke" else ""
+    unsure = paired[paired["verdict"] == "no clear difference"]
+    images_only = [f"{r['comparison'].split(' − ')[1]} ({r['Δ dice']:+.3f}, seed p {r['seed p']:.2f})"
+                   for _, r in unsure.iterrows() if not _ci_holds_zero(r["95% CI"])]
     text = (f"**What the `{view.profile}` results say{caveat}.** {REFERENCE}: {ours}. On the unseen centre, paired over "
             f"images, {REFERENCE} is clearly better than {', '.join(better) or 'none'} of the {n} baselines"
-            f"{'; clearly worse than ' + ', '.join(worse) if worse else ''} (95 % paired-bootstrap CI of the Dice "
-            f"difference excluding 0). Verdict on the claim at this size ({view.coverage()}): **{verdict}**.")
+            f"{'; clearly worse than ' + ', '.join(worse) if worse else ''} (the 95 % paired-bootstrap CI of the Dice "
+            f"difference over images excludes 0 and the seed means differ, pooled t-test p < 0.05)."
+            + (f" Against {', '.join(images_only)} the image CI excludes 0 but the difference does not stand out of "
+               f"the spread between training seeds: on these images it is real, across retrainings it is not shown."
+               if images_only else "")
+            + (" A model has a single seed, so the spread between retrainings is untested." if untested else "")
+            + f" Verdict on the claim at this size ({view.coverage()}): **{verdict}**.")
     return {"claim": claim, "ours": ours, "verdict": verdict, "text": text}
 
 
@@ -314,9 +335,6 @@ def ablation_verdict(view: CampaignView, reference: CampaignView) -> dict[str, A
                 "paired": paired}
     n_full = int(frame.loc[frame["model"] == REFERENCE, "seed"].nunique())
     paired["variant"] = paired["comparison"].str.split(" − ").str[1]
-    by_run = frame.groupby(["test", "model"])["dice"]
-    paired["seed p"] = [seed_comparison(by_run.get_group((t, REFERENCE)), by_run.get_group((t, v)))["p"]
-                        for t, v in zip(paired["test"], paired["variant"])]
     clear = paired[(paired["verdict"] == "reference better") & (paired["seed p"] < 0.05)]
     stored = [c for c in COMPONENTS if c in set(paired["variant"])]
     helps = [c for c in stored if c in set(clear["variant"])]
@@ -381,15 +399,20 @@ def sam_strategy_verdict(view: CampaignView) -> dict[str, Any]:
                 "text": f"**What the `{view.profile}` results say.** Nothing to compare yet: "
                         f"{' and '.join(sorted(missing))} fine-tuning is not stored ({view.coverage()})."}
     full_better = bool((paired["verdict"] == "reference better").all())
+    untested = bool(paired["seed p"].isna().any())  # one seed of a strategy: the image CI holds the seeds fixed
+    verdict = "open" if untested else "supported" if full_better else "not supported"
     scratch = (" Without SAM's pretraining a decoder-only run trains the prompt encoder and mask decoder on top of a "
                "**frozen random** image encoder: it measures what a random projection of the image gives, not SAM."
                if view.settings.from_scratch else "")
     text = (f"**What the `{view.profile}` results say.** Full fine-tuning is "
             f"{'clearly better than' if full_better else 'not clearly better than'} decoder-only on every test set "
-            f"(paired CI).{scratch}")
+            f"(paired CI over images{', and the seed means differ' if not untested else ''})."
+            + (" With one seed of a strategy the spread between retrainings is untested, so the verdict stays "
+               "**open** until each strategy has two seeds." if untested else f" Verdict: **{verdict}**.")
+            + scratch)
     return {"claim": claim,
             "ours": "; ".join(f"{r['test']}: Δ {r['Δ dice']:+.3f} {r['95% CI']}" for _, r in paired.iterrows()),
-            "verdict": "supported" if full_better else "not supported", "text": text, "paired": paired}
+            "verdict": verdict, "text": text, "paired": paired}
 
 
 def sam_prompt_section(view: CampaignView) -> None:
