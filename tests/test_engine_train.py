@@ -161,3 +161,19 @@ def test_auto_settings_put_the_model_in_the_memory_format_they_report(tmp_path):
     assert not all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in auto.model.modules()
                    if isinstance(m, torch.nn.Conv2d))
     assert bf16.amp_dtype == torch.bfloat16 and auto.amp_dtype is None
+
+
+def test_bf16_on_a_cpu_that_emulates_it_warns_once_in_one_line(tmp_path, monkeypatch):
+    import warnings
+
+    from polyplib.engine import trainer
+
+    monkeypatch.setattr(trainer, "native_bf16_cpu", lambda: False)
+    with pytest.warns(UserWarning, match=r"precision=bf16: this CPU has no native bf16") as caught:
+        _Run(tiny(tmp_path, "emulated", precision="bf16", device="cpu"), resume=False)
+    assert len(caught) == 1 and "\n" not in str(caught[0].message)
+    monkeypatch.setattr(trainer, "native_bf16_cpu", lambda: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # where the CPU computes bf16, or in fp32, nothing to say
+        _Run(tiny(tmp_path, "native", precision="bf16", device="cpu"), resume=False)
+        _Run(tiny(tmp_path, "fp32", precision="fp32", device="cpu"), resume=False)

@@ -8,6 +8,7 @@ import random
 import resource
 import sys
 import time
+import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import partial
@@ -312,6 +313,9 @@ class _Run:
             self.device = torch.device("cuda", self.info.local_rank)
             torch.cuda.set_device(self.device)
         self.amp_dtype, use_scaler = resolve_precision(config.precision, self.device)
+        if self.amp_dtype == torch.bfloat16 and self.device.type == "cpu" and not native_bf16_cpu():
+            warnings.warn("option precision=bf16: this CPU has no native bf16 (AVX512-BF16 or AMX), so autocast "
+                          "emulates it and trains over 20x slower than fp32; use precision=fp32 here", stacklevel=2)
         seed_everything(config.seed, config.deterministic)
 
         from polyplib.losses import build_loss
