@@ -41,8 +41,9 @@ def default_work() -> Path:
 
 
 def unavailable(spec: RunSpec, root: str | None, device: str = "auto") -> str | None:
-    """Why a run cannot execute here, or None: a dataset absent under the data root, or bf16 autocast on a CPU that
-    only emulates bf16 (measured over 20x slower than fp32 on an AVX2-only AMD EPYC: hours become days)."""
+    """Why a run cannot execute here, or None: a dataset absent under the data root, or a convolutional network under
+    bf16 autocast on a CPU that only emulates bf16 (U-Net++ at 128 px measured over 20x slower than fp32 on an
+    AVX2-only AMD EPYC: hours become days; the tiny Polyp-SAM ViT only about 2x, so it still runs)."""
     from polyplib.data import data_root
     from polyplib.data.registry import locate
     from polyplib.engine import trainer
@@ -52,10 +53,10 @@ def unavailable(spec: RunSpec, root: str | None, device: str = "auto") -> str | 
             locate(name, root)
         except DataError:
             return f"dataset {name} not found under {data_root(root)}"
-    if (spec.config.get("precision") == "bf16" and trainer.resolve_device(device).type == "cpu"
-            and not trainer.native_bf16_cpu()):
-        return ("trains in bf16 autocast and this CPU has no native bf16 (AVX512-BF16 or AMX): emulated, it runs over "
-                "20x slower than fp32; run it on a CPU with native bf16 or a GPU")
+    if (spec.kind == "segmentation" and spec.config.get("precision") == "bf16"
+            and trainer.resolve_device(device).type == "cpu" and not trainer.native_bf16_cpu()):
+        return ("bf16 autocast on a CPU without native bf16 (AVX512-BF16 or AMX) is emulated, over 20x slower than "
+                "fp32 for these convolutions: run it on such a CPU or a GPU")
     return None
 
 
