@@ -204,6 +204,14 @@ def test_bf16_run_is_unavailable_on_a_cpu_without_native_bf16_and_runs_where_it_
     sam = campaigns("smoke")["polyp-sam"].runs[0].to_dict()
     sam["config"]["precision"] = "bf16"
     assert unavailable(RunSpec.from_dict(sam), None, "cpu") is None  # the tiny SAM ViT emulates bf16 only ~2x slower
+    cascade = next(p for p in sam["prompts"] if "detector" in p)
+    cascade["detector"]["config"]["precision"] = "bf16"  # its GMSRF-Net detector would train inside the SAM run
+    spec, detector = RunSpec.from_dict(sam), RunSpec.from_dict(cascade["detector"])
+    assert "its cascade detector" in unavailable(spec, None, "cpu", tmp_path / "w")
+    log = work_dir(tmp_path / "w", detector.run_id) / "train" / "log.jsonl"
+    log.parent.mkdir(parents=True)
+    log.write_text("".join(json.dumps({"epoch": e}) + "\n" for e in range(detector.config["epochs"])))
+    assert unavailable(spec, None, "cpu", tmp_path / "w") is None  # trained already: only its checkpoint is read
     monkeypatch.setattr(trainer, "native_bf16_cpu", lambda: True)
     assert plan([camp], ctx, cost=False)[0]["status"] == "missing"  # the same run where the CPU computes bf16
 

@@ -40,7 +40,7 @@ def default_work() -> Path:
     return Path(os.environ.get("POLYPLIB_WORK") or "~/.cache/polyplib/work").expanduser()
 
 
-def unavailable(spec: RunSpec, root: str | None, device: str = "auto") -> str | None:
+def unavailable(spec: RunSpec, root: str | None, device: str = "auto", work: str | Path | None = None) -> str | None:
     """Why a run cannot execute here, or None: a dataset absent under the data root, or a convolutional network under
     bf16 autocast on a CPU that only emulates bf16 (U-Net++ at 128 px measured over 20x slower than fp32 on an
     AVX2-only AMD EPYC: hours become days; the tiny Polyp-SAM ViT only about 2x, so it still runs)."""
@@ -57,6 +57,11 @@ def unavailable(spec: RunSpec, root: str | None, device: str = "auto") -> str | 
             and trainer.resolve_device(device).type == "cpu" and not trainer.native_bf16_cpu()):
         return ("bf16 autocast on a CPU without native bf16 (AVX512-BF16 or AMX) is emulated, over 20x slower than "
                 "fp32 for these convolutions: run it on such a CPU or a GPU")
+    for det in spec.detectors():  # a cascade detector trains inside this run unless its checkpoint is in `work`
+        trained = work is not None and epochs_done(work, det.run_id) >= det.config["epochs"]
+        why = None if trained else unavailable(det, root, device)
+        if why:
+            return f"its cascade detector {det.run_id} is not trained in the work folder and {why}"
     return None
 
 
@@ -181,7 +186,7 @@ def execute(spec: RunSpec, store: Store, *, root: str | None = None, work: str |
     run_id = spec.run_id
     if store.load(run_id) is not None:
         return Outcome(run_id, "skipped", "stored already")
-    why = unavailable(spec, root, device)
+    why = unavailable(spec, root, device, work if work is not None else default_work())
     if why:
         return Outcome(run_id, "unavailable", why)
     if threads:

@@ -101,7 +101,7 @@ def status(spec: RunSpec, store: Store, ctx: Context) -> tuple[str, str]:
     """done / partial (epoch k of n) / missing / unavailable (why) of one run."""
     if store.load(spec.run_id) is not None:
         return "done", ""
-    why = unavailable(spec, ctx.root, ctx.device)
+    why = unavailable(spec, ctx.root, ctx.device, ctx.work_path)
     if why:
         return "unavailable", why
     done = epochs_done(ctx.work_path, spec.run_id)
