@@ -223,7 +223,7 @@ def training_section(view: CampaignView) -> bool:
     return True
 
 
-MIN_NOISE_SEEDS = 3  # seeds of GMSRF-Net needed before their sd can judge a difference (fp32 check, ablations)
+MIN_NOISE_SEEDS = 3  # seeds per side before a verdict may call a difference absent (fp32 check, ablations)
 
 
 def precision_verdict(view: CampaignView, reference: CampaignView) -> dict[str, Any] | None:
