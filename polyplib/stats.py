@@ -46,23 +46,30 @@ def paired_comparison(a: Any, b: Any, confidence: float = 0.95, seed: int = 0) -
             "ci_low": low, "ci_high": high, "wilcoxon_p": p, "rank_biserial": rank_biserial(diff)}
 
 
-def seed_comparison(a: Any, b: Any) -> dict[str, Any]:
-    """Two recipes over training seeds (one score per seed): difference of the means with a two-sided p. Student's
-    pooled t-test when both sides have 2+ seeds (one seed spread assumed: same data and recipe family; Welch's
-    correction leaves about 1 dof at 2 vs 2 seeds), else the t prediction test of the single run against the other
-    side's seeds (|x - mean| / (sd * sqrt(1 + 1/n)), n - 1 dof); p is nan when neither applies."""
+def seed_comparison(a: Any, b: Any, confidence: float = 0.95) -> dict[str, Any]:
+    """Two recipes over training seeds (one score per seed): difference of the means with a two-sided p and its CI.
+    Student's pooled t-test when both sides have 2+ seeds (one seed spread assumed: same data and recipe family;
+    Welch's correction leaves about 1 dof at 2 vs 2 seeds), else the t prediction test of the single run against the
+    other side's seeds (|x - mean| / (sd * sqrt(1 + 1/n)), n - 1 dof); p and CI are nan when neither applies."""
     from scipy import stats
 
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    nan = float("nan")
     out: dict[str, Any] = {"n_a": len(a), "n_b": len(b), "mean_a": float(a.mean()), "mean_b": float(b.mean()),
-                           "sd_a": float(a.std(ddof=1)) if len(a) > 1 else float("nan"),
-                           "sd_b": float(b.std(ddof=1)) if len(b) > 1 else float("nan"),
-                           "diff": float(a.mean() - b.mean()), "p": float("nan"), "test": "none"}
+                           "sd_a": float(a.std(ddof=1)) if len(a) > 1 else nan,
+                           "sd_b": float(b.std(ddof=1)) if len(b) > 1 else nan,
+                           "diff": float(a.mean() - b.mean()), "p": nan, "ci_low": nan, "ci_high": nan, "test": "none"}
     if len(a) > 1 and len(b) > 1:
-        out.update(p=float(stats.ttest_ind(a, b, equal_var=True).pvalue), test="pooled t")
+        dof = len(a) + len(b) - 2
+        pooled = np.sqrt(((len(a) - 1) * a.var(ddof=1) + (len(b) - 1) * b.var(ddof=1)) / dof)
+        se, test = pooled * np.sqrt(1 / len(a) + 1 / len(b)), "pooled t"
     elif min(len(a), len(b)) == 1 and max(len(a), len(b)) > 2:
-        many, one = (a, b) if len(a) > 1 else (b, a)
-        spread = many.std(ddof=1) * np.sqrt(1 + 1 / len(many))
-        t = abs(one[0] - many.mean()) / spread if spread > 0 else 0.0 if one[0] == many.mean() else np.inf
-        out.update(p=float(2 * stats.t.sf(t, len(many) - 1)), test="t prediction")
+        many = a if len(a) > 1 else b
+        dof = len(many) - 1
+        se, test = many.std(ddof=1) * np.sqrt(1 + 1 / len(many)), "t prediction"
+    else:
+        return out
+    t = abs(out["diff"]) / se if se > 0 else 0.0 if out["diff"] == 0 else np.inf
+    half = stats.t.ppf(0.5 + confidence / 2, dof) * se
+    out.update(p=float(2 * stats.t.sf(t, dof)), ci_low=out["diff"] - half, ci_high=out["diff"] + half, test=test)
     return out

@@ -142,8 +142,8 @@ def test_cpu_defaults_follow_the_hardware_and_explicit_settings_win():
     from polyplib.engine.trainer import build_optimizer, native_bf16_cpu, resolve_channels_last, resolve_precision
 
     cpu = torch.device("cpu")
-    assert resolve_precision("auto", cpu) == (None, False)  # bf16 on the CPU is opt-in until shown to keep accuracy
-    assert isinstance(native_bf16_cpu(), bool)
+    native = native_bf16_cpu()  # auto: bf16 where the CPU computes it (the lite check keeps accuracy), fp32 elsewhere
+    assert isinstance(native, bool) and resolve_precision("auto", cpu) == ((torch.bfloat16 if native else None), False)
     assert resolve_precision("fp32", cpu) == (None, False) and resolve_precision("bf16", cpu) == (torch.bfloat16, False)
     assert resolve_channels_last(None, cpu, torch.bfloat16) and not resolve_channels_last(None, cpu, None)
     assert not resolve_channels_last(False, cpu, torch.bfloat16) and resolve_channels_last(True, cpu, None)
@@ -152,15 +152,21 @@ def test_cpu_defaults_follow_the_hardware_and_explicit_settings_win():
     assert build_optimizer(model.parameters(), get_preset("cpu-tiny")).defaults["fused"] is True
 
 
-def test_auto_settings_put_the_model_in_the_memory_format_they_report(tmp_path):
+def test_auto_settings_put_the_model_in_the_memory_format_they_report(tmp_path, monkeypatch):
+    from polyplib.engine import trainer
+
     bf16 = _Run(tiny(tmp_path, "bf16", precision="bf16", channels_last=None, device="cpu"), resume=False)
-    auto = _Run(tiny(tmp_path, "auto", precision="auto", channels_last=None, device="cpu"), resume=False)
+    fp32 = _Run(tiny(tmp_path, "fp32", precision="fp32", channels_last=None, device="cpu"), resume=False)
     convs = [m.weight for m in bf16.model.modules() if isinstance(m, torch.nn.Conv2d)]
-    assert convs and bf16.channels_last and not auto.channels_last  # channels-last follows bf16 on the CPU
+    assert convs and bf16.channels_last and not fp32.channels_last  # channels-last follows bf16 on the CPU
     assert all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
-    assert not all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in auto.model.modules()
+    assert not all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in fp32.model.modules()
                    if isinstance(m, torch.nn.Conv2d))
-    assert bf16.amp_dtype == torch.bfloat16 and auto.amp_dtype is None
+    assert bf16.amp_dtype == torch.bfloat16 and fp32.amp_dtype is None
+    for native in (True, False):  # auto: bf16 + channels-last where the CPU computes bf16, fp32 NCHW where it emulates
+        monkeypatch.setattr(trainer, "native_bf16_cpu", lambda: native)
+        auto = _Run(tiny(tmp_path, f"auto-{native}", precision="auto", channels_last=None, device="cpu"), resume=False)
+        assert (auto.amp_dtype == torch.bfloat16) is native and auto.channels_last is native
 
 
 def test_bf16_on_a_cpu_that_emulates_it_warns_once_in_one_line(tmp_path, monkeypatch):

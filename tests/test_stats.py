@@ -54,3 +54,18 @@ def test_seed_comparison_uses_the_pooled_t_test_or_the_prediction_test_by_seed_c
     assert single["test"] == "t prediction" and single["p"] == pytest.approx(1 - t / np.sqrt(t * t + 2))
     assert seed_comparison([0.9], a)["p"] == pytest.approx(single["p"])  # either side may be the single run
     assert seed_comparison([0.5, 0.6], [0.9])["test"] == "none"  # two seeds cannot give a prediction interval
+
+
+def test_seed_comparison_interval_matches_scipy_and_brackets_the_difference():
+    from scipy import stats
+
+    from polyplib.stats import seed_comparison
+
+    a, b = [0.58, 0.57, 0.59], [0.60, 0.62, 0.57]
+    result = seed_comparison(a, b)
+    ci = stats.ttest_ind(a, b, equal_var=True).confidence_interval(0.95)
+    assert (result["ci_low"], result["ci_high"]) == pytest.approx((ci.low, ci.high))
+    assert result["ci_low"] < result["diff"] < result["ci_high"] and result["p"] > 0.05
+    single = seed_comparison(a, [0.9])  # the 95 % prediction half-width: t(0.975, 2) sd sqrt(4/3)
+    half = stats.t.ppf(0.975, 2) * np.std(a, ddof=1) * np.sqrt(4 / 3)
+    assert single["ci_high"] - single["diff"] == pytest.approx(half) and single["ci_high"] < 0

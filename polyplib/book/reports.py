@@ -242,7 +242,8 @@ def precision_verdict(view: CampaignView, reference: CampaignView) -> dict[str, 
         bf16, fp32 = (part.loc[part["model"] == m, "dice"] for m in (REFERENCE, fp32_label))
         c = seed_comparison(bf16, fp32)
         summary.append({"test": test, "bf16 + channels-last": _mean_sd_text(bf16), "fp32 NCHW": _mean_sd_text(fp32),
-                        "Δ (bf16 − fp32)": c["diff"], "p": c["p"], "test used": c["test"]})
+                        "Δ (bf16 − fp32)": c["diff"], "95% CI (seeds)": f"[{c['ci_low']:+.3f}, {c['ci_high']:+.3f}]",
+                        "p": c["p"], "test used": c["test"]})
     for fp32 in view.results:
         seed = fp32["spec"]["labels"].get("seed")
         same = [r for r in gmsrf if r["spec"]["labels"].get("seed") == seed]
@@ -263,12 +264,13 @@ def precision_verdict(view: CampaignView, reference: CampaignView) -> dict[str, 
     p = table["p"]
     verdict = ("changes accuracy" if (p < 0.05).any() else "keeps accuracy"
                if min(n_bf16, n_fp32) >= MIN_NOISE_SEEDS and p.notna().all() else "open")
-    ours = "; ".join(f"{r['test']} Δ Dice {r['Δ (bf16 − fp32)']:+.3f} (p {r['p']:.2f}, {r['test used']})"
-                     for r in summary)
+    ours = "; ".join(f"{r['test']} Δ Dice {r['Δ (bf16 − fp32)']:+.3f} {r['95% CI (seeds)']} (p {r['p']:.2f}, "
+                     f"{r['test used']})" for r in summary)
     text = (f"**bf16 autocast + channels-last vs fp32 NCHW ({view.profile}, {n_bf16} bf16 and {n_fp32} fp32 "
             f"seed(s)).** Difference of the seed means: {ours}. "
             + {"keeps accuracy": "The faster recipe **keeps accuracy** at this size: no difference stands out of the "
-                                 "spread over seeds.",
+                                 "spread over seeds (the intervals say how large a difference these seeds could "
+                                 "still hide).",
                "changes accuracy": "The faster recipe **changes accuracy** at this size: a difference stands out of "
                                    "the spread over seeds (p < 0.05).",
                "open": f"Verdict **open**: no difference stands out yet, and {MIN_NOISE_SEEDS} seeds on each side are "
