@@ -201,9 +201,8 @@ def test_bf16_run_is_unavailable_on_a_cpu_without_native_bf16_and_runs_where_it_
     assert bf16["status"] == "unavailable" and "without native bf16" in bf16["detail"] and fp32["status"] == "missing"
     summary = run_campaigns([camp], ctx, report=lambda _: None)
     assert summary["counts"] == {"unavailable": 1, "done": 1} and summary["remaining"] == 1
-    sam = campaigns("smoke")["polyp-sam"].runs[0].to_dict()
-    sam["config"]["precision"] = "bf16"
-    assert unavailable(RunSpec.from_dict(sam), None, "cpu") is None  # the tiny SAM ViT emulates bf16 only ~2x slower
+    sam = campaigns("smoke")["polyp-sam"].runs[0].to_dict()  # fp32, as the smoke profile trains
+    assert unavailable(RunSpec.from_dict(sam), None, "cpu") is None
     cascade = next(p for p in sam["prompts"] if "detector" in p)
     cascade["detector"]["config"]["precision"] = "bf16"  # its GMSRF-Net detector would train inside the SAM run
     spec, detector = RunSpec.from_dict(sam), RunSpec.from_dict(cascade["detector"])
@@ -212,6 +211,8 @@ def test_bf16_run_is_unavailable_on_a_cpu_without_native_bf16_and_runs_where_it_
     log.parent.mkdir(parents=True)
     log.write_text("".join(json.dumps({"epoch": e}) + "\n" for e in range(detector.config["epochs"])))
     assert unavailable(spec, None, "cpu", tmp_path / "w") is None  # trained already: only its checkpoint is read
+    sam["config"]["precision"] = "bf16"  # the SAM run itself in emulated bf16
+    assert "without native bf16" in unavailable(RunSpec.from_dict(sam), None, "cpu", tmp_path / "w")
     monkeypatch.setattr(trainer, "native_bf16_cpu", lambda: True)
     assert plan([camp], ctx, cost=False)[0]["status"] == "missing"  # the same run where the CPU computes bf16
 

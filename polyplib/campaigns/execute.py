@@ -41,9 +41,9 @@ def default_work() -> Path:
 
 
 def unavailable(spec: RunSpec, root: str | None, device: str = "auto", work: str | Path | None = None) -> str | None:
-    """Why a run cannot execute here, or None: a dataset absent under the data root, or a convolutional network under
-    bf16 autocast on a CPU that only emulates bf16 (U-Net++ at 128 px measured over 20x slower than fp32 on an
-    AVX2-only AMD EPYC: hours become days; the tiny Polyp-SAM ViT only about 2x, so it still runs)."""
+    """Why a run cannot execute here, or None: a dataset absent under the data root, or bf16 autocast on a CPU that
+    only emulates bf16 (`benchmarks/bench_cpu_bf16.py` on an AVX2-only AMD EPYC, 128 px, batch 8: U-Net++ x10.5,
+    the tiny SAM encoder x4.6 slower than fp32), here or in a cascade detector this run would have to train."""
     from polyplib.data import data_root
     from polyplib.data.registry import locate
     from polyplib.engine import trainer
@@ -53,10 +53,10 @@ def unavailable(spec: RunSpec, root: str | None, device: str = "auto", work: str
             locate(name, root)
         except DataError:
             return f"dataset {name} not found under {data_root(root)}"
-    if (spec.kind == "segmentation" and spec.config.get("precision") == "bf16"
-            and trainer.resolve_device(device).type == "cpu" and not trainer.native_bf16_cpu()):
-        return ("bf16 autocast on a CPU without native bf16 (AVX512-BF16 or AMX) is emulated, over 20x slower than "
-                "fp32 for these convolutions: run it on such a CPU or a GPU")
+    if (spec.config.get("precision") == "bf16" and trainer.resolve_device(device).type == "cpu"
+            and not trainer.native_bf16_cpu()):
+        return ("bf16 autocast on a CPU without native bf16 (AVX512-BF16 or AMX) is emulated, 4-10x slower than "
+                "fp32: run it on such a CPU or a GPU")
     for det in spec.detectors():  # a cascade detector trains inside this run unless its checkpoint is in `work`
         trained = work is not None and epochs_done(work, det.run_id) >= det.config["epochs"]
         why = None if trained else unavailable(det, root, device)

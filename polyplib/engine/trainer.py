@@ -73,7 +73,7 @@ def native_bf16_cpu() -> bool:
 def resolve_precision(precision: str, device: torch.device) -> tuple[torch.dtype | None, bool]:
     """Autocast dtype and GradScaler need. auto: bf16 on GPUs that have it (fp16 + scaler otherwise); on the CPU bf16
     where it is native (AVX512-BF16 or AMX: x2.1 faster with channels-last, `polyplib bench`; the lite check of
-    chapter 3, 3 seeds each, finds GMSRF-Net's Dice within seed noise), fp32 where it is emulated (20x slower)."""
+    chapter 3, 3 seeds each, finds GMSRF-Net's Dice within seed noise), fp32 where it is emulated (4-10x slower)."""
     if precision == "auto":
         if device.type != "cuda":
             return (torch.bfloat16, False) if device.type == "cpu" and native_bf16_cpu() else (None, False)
@@ -315,8 +315,8 @@ class _Run:
         self.amp_dtype, use_scaler = resolve_precision(config.precision, self.device)
         if self.amp_dtype == torch.bfloat16 and self.device.type == "cpu" and not native_bf16_cpu():
             warnings.warn("option precision=bf16: this CPU has no native bf16 (AVX512-BF16 or AMX), so autocast "
-                          "emulates it (measured over 20x slower than fp32 for convolutional networks, about 2x for "
-                          "the tiny SAM ViT); use precision=fp32 here", stacklevel=2)
+                          "emulates it, 4-10x slower than fp32 (benchmarks/bench_cpu_bf16.py); use precision=fp32 "
+                          "here", stacklevel=2)
         seed_everything(config.seed, config.deterministic)
 
         from polyplib.losses import build_loss
