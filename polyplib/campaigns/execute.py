@@ -186,12 +186,12 @@ def execute(spec: RunSpec, store: Store, *, root: str | None = None, work: str |
     run_id = spec.run_id
     if store.load(run_id) is not None:
         return Outcome(run_id, "skipped", "stored already")
-    why = unavailable(spec, root, device, work if work is not None else default_work())
+    work = Path(work) if work is not None else default_work()
+    why = unavailable(spec, root, device, work)
     if why:
         return Outcome(run_id, "unavailable", why)
     if threads:
         torch.set_num_threads(threads)
-    work = Path(work) if work is not None else default_work()
     start = time.perf_counter()
     with run_lock(work_dir(work, run_id)) as mine:
         if not mine:
