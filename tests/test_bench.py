@@ -4,7 +4,7 @@ import torch
 
 from polyplib.engine.bench import (comparison, format_table, interleaved, matmul_peak_flops, paired_ratios, recipes,
                                    summarize, timing_line, trust_warning)
-from polyplib.engine.trainer import native_bf16_cpu, resolve_precision
+from polyplib.engine.trainer import channels_last_for, native_bf16_cpu, precision_name, resolve_precision
 
 
 def test_matmul_peak_is_a_plausible_cpu_rate():
@@ -21,8 +21,10 @@ def test_reference_line_is_the_authors_setting():
 
     lite, native = profile_settings("lite").recipe, native_bf16_cpu()
     assert not ours.legacy_loss and ours.fused_adam and not ours.compile
-    assert (ours.amp_dtype, ours.channels_last) == ((torch.bfloat16, lite["channels_last"]) if native else (None, False))
-    assert lite["precision"] == "bf16" and resolve_precision(lite["precision"], torch.device("cpu"))[0] == torch.bfloat16
+    precision = precision_name(lite["precision"], "cpu", native)  # the lite runs resolve auto the same way
+    assert lite["precision"] == "auto" and precision == ("bf16" if native else "fp32")
+    assert (ours.amp_dtype, ours.channels_last) == (resolve_precision(precision, torch.device("cpu"))[0],
+                                                    channels_last_for(lite.get("channels_last"), "cpu", precision))
 
 
 def test_authors_loss_line_equals_the_legacy_structure_loss():

@@ -11,7 +11,9 @@ N_SOURCE, N_UNSEEN = 20, 60
 
 
 def fake_result(spec, rng, unseen_mean: float, profile: str = "lite", campaign: str = "cross-dataset") -> dict:
-    """A stored result in the store's format with per-image Dice drawn around known means."""
+    """A stored result in the store's format with per-image Dice drawn around known means, as a CPU with native bf16
+    stores it (precision=auto resolved)."""
+    spec = spec.resolved_on("cpu", True)
     tests = []
     for t, n, mean in ((spec.tests[0], N_SOURCE, 0.8), (spec.tests[1], N_UNSEEN, unseen_mean)):
         dice = np.clip(rng.normal(mean, 0.05, n), 0, 1).round(5)
@@ -233,3 +235,32 @@ def test_ablation_verdict_judges_component_removals_against_seed_noise_and_waits
     assert set(COMPONENTS) <= set(paired.index.get_level_values(1).str.split(" − ").str[1])
     claims = book.verdict_table(tmp_path).set_index("claim")
     assert claims.loc[done["claim"], "verdict"] == "partly supported"
+
+
+def test_ablations_are_compared_with_the_full_network_of_their_own_training_recipe(tmp_path):
+    rng = np.random.default_rng(3)
+    lite = campaigns("lite")
+    full = {s.labels["seed"]: s for s in lite["cross-dataset"].runs if s.labels["model"] == "GMSRF-Net"}
+    for seed in (0, 1, 2):  # bf16 + channels-last full network far above the fp32 ones on the unseen centre
+        Store(tmp_path, "lite", "cross-dataset").save(fake_result(full[seed], rng, 0.9))
+    fp32_full = [fake_result(s, rng, 0.6, campaign="precision") for s in lite["precision"].runs]
+    for result in fp32_full:
+        Store(tmp_path, "lite", "precision").save(result)
+    variants = {s.labels["model"]: s for s in lite["ablations"].runs}
+    no_cmsa = fake_result(variants["no CMSA"].resolved_on("cpu", False), rng, 0.5, campaign="ablations")  # an AVX2 CPU
+    assert no_cmsa["spec"]["config"]["precision"] == "fp32"
+    ablations = Store(tmp_path, "lite", "ablations")
+    ablations.save(no_cmsa)
+    ablations.save(fake_result(variants["no MSFS"], rng, 0.85, campaign="ablations"))  # bf16, as the full ones
+    references = [book.stored("lite", n, tmp_path) for n in ("cross-dataset", "precision")]
+    verdict = book.ablation_verdict(book.stored("lite", "ablations", tmp_path), references)
+    paired = verdict["paired"].set_index(["test", "comparison"])
+    row = paired.loc[("cvc-colondb", "GMSRF-Net − no CMSA")]
+    fp32_mean = np.mean([r["tests"][1]["per_image"]["dice"] for r in fp32_full], axis=0)
+    expected = np.mean(fp32_mean - np.array(no_cmsa["tests"][1]["per_image"]["dice"]))
+    assert row["Δ dice"] == pytest.approx(expected, abs=1e-9) and row["recipe"] == "fp32 NCHW"
+    assert paired.loc[("cvc-colondb", "GMSRF-Net − no MSFS"), "recipe"] == "bf16 + channels-last"
+    trained = verdict["text"].split("trained in ")[1].split(";")[0]
+    assert sorted(trained.split(", ")) == ["bf16 + channels-last", "fp32 NCHW"]
+    heading = book.stored("lite", "ablations", tmp_path).heading()
+    assert "fp32 NCHW: no CMSA seed 0" in heading and "bf16 + channels-last: no MSFS seed 0" in heading

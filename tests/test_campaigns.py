@@ -292,3 +292,39 @@ def test_a_run_that_crashes_is_reported_failed_with_its_traceback_and_the_others
     assert trace.is_file() and "Traceback" in trace.read_text() and str(trace) in failed["detail"]
     assert not ctx.store(camp).has(broken) and ctx.store(camp).has(camp.runs[1].run_id)
     assert any(line.endswith(f"traceback in {trace})") for line in lines)
+
+
+def test_precision_auto_is_stored_as_this_machine_resolves_it_and_any_resolution_fulfils_it(tmp_path, monkeypatch):
+    from polyplib.engine import trainer
+
+    auto = tiny_spec(0, epochs=1, precision="auto")  # channels_last: None (auto)
+    fp32, bf16 = auto.resolved_on("cpu", False), auto.resolved_on("cpu", True)
+    assert (fp32.config["precision"], fp32.config["channels_last"]) == ("fp32", False)
+    assert (bf16.config["precision"], bf16.config["channels_last"]) == ("bf16", True)
+    assert auto.resolved_on("cuda", False).config["precision"] == "fp16"
+    assert fp32.resolved_on("cpu", True) == fp32 and fp32.equivalents() == [fp32]  # explicit: itself only
+    assert len({auto.run_id, fp32.run_id, bf16.run_id}) == 3
+    camp, ctx = tiny_campaign([auto]), context(tmp_path, "auto")
+    monkeypatch.setattr(trainer, "native_bf16_cpu", lambda: False)
+    row = plan([camp], ctx, cost=False)[0]
+    assert row["status"] == "missing" and row["run_id"] == fp32.run_id
+    assert run_campaigns([camp], ctx, report=lambda _: None)["counts"] == {"done": 1}
+    store = ctx.store(camp)
+    assert [p.stem for p in store.folder.glob("*.json")] == [fp32.run_id]
+    config = store.load(fp32.run_id)["spec"]["config"]
+    assert (config["precision"], config["channels_last"]) == ("fp32", False)
+    monkeypatch.setattr(trainer, "native_bf16_cpu", lambda: True)  # where bf16 is native: fulfilled, not re-run
+    assert plan([camp], ctx, cost=False)[0]["status"] == "done"
+    assert run_campaigns([camp], ctx, report=lambda _: None)["attempted"] == 0
+    assert store.find(tiny_spec(0, epochs=1, precision="bf16", channels_last=True)) is None
+    legacy = RunSpec(bf16.kind, {**bf16.config, "channels_last": None}, bf16.tests, labels=bf16.labels)
+    other = Store(tmp_path / "legacy", "test", "tiny")  # stored before auto was resolved: channels-last left open
+    other.save({**store.load(fp32.run_id), "run_id": legacy.run_id, "spec": legacy.to_dict()})
+    assert other.find(auto)["run_id"] == legacy.run_id
+
+
+def test_every_committed_result_fulfils_a_declared_run():
+    for profile in ("lite", "full"):
+        for name, camp in campaigns(profile).items():
+            store = Store(REPO / "results", profile, name)
+            assert {r["run_id"] for r in store.results_for(camp.runs)} == {r["run_id"] for r in store.results()}, name

@@ -6,7 +6,7 @@ from typing import Any
 import pandas as pd
 
 from polyplib import viz
-from polyplib.book.results import CampaignView
+from polyplib.book.results import CampaignView, recipe_name
 from polyplib.campaigns import per_image
 from polyplib.stats import bootstrap_ci, paired_comparison, seed_comparison
 
@@ -227,11 +227,12 @@ MIN_NOISE_SEEDS = 3  # seeds per side before a verdict may call a difference abs
 
 
 def precision_verdict(view: CampaignView, reference: CampaignView) -> dict[str, Any] | None:
-    """The fp32 NCHW runs against the bf16 + channels-last GMSRF-Net of the cross-dataset campaign: per test set the
-    difference of the seed means with its p (`seed_comparison`), and each fp32 seed paired over images with the same
-    bf16 seed. A p below 0.05 changes accuracy; keeping it needs `MIN_NOISE_SEEDS` seeds on both sides (None: a side
+    """The fp32 NCHW runs against the cross-dataset GMSRF-Net runs that trained in bf16 + channels-last (`precision=auto`
+    on a CPU with native bf16): per test set the difference of the seed means with its p (`seed_comparison`), and each
+    fp32 seed paired over images with the same bf16 seed. A p below 0.05 changes accuracy; keeping it needs `MIN_NOISE_SEEDS` seeds on both sides (None: a side
     is not stored)."""
-    gmsrf = [r for r in reference.results if r["spec"]["labels"].get("model") == REFERENCE]
+    gmsrf = [r for r in reference.results if r["spec"]["labels"].get("model") == REFERENCE
+             and r["spec"]["config"]["precision"] == "bf16"]
     if not view.results or not gmsrf:
         return None
     both = CampaignView(view.settings, view.campaign, [*gmsrf, *view.results], view.work)
@@ -297,18 +298,23 @@ def precision_section(view: CampaignView, reference: CampaignView) -> dict[str, 
     return verdict
 
 
-def ablation_section(view: CampaignView, reference: CampaignView) -> dict[str, Any] | None:
-    """Chapter 5 for one profile: each component removed, against the full GMSRF-Net of the cross-dataset campaign."""
+def ablation_section(view: CampaignView, reference: CampaignView | list[CampaignView]) -> dict[str, Any] | None:
+    """Chapter 5 for one profile: each component removed, against the full GMSRF-Net trained with the same recipe
+    (`reference`: the cross-dataset campaign, and the precision campaign's fp32 runs)."""
     _md(view.heading())
     if not view.results:
         return None
-    frame = _with_reference(view, reference).frame
+    groups = ablation_groups(view, reference)
+    frame = pd.concat([g.frame.replace({"model": {REFERENCE: f"{REFERENCE} ({recipe})"}}) if len(groups) > 1
+                       else g.frame for recipe, g in groups], ignore_index=True)
     _table(_mean_sd(frame, ["model", "test", "kind"], ("dice", "iou", "meanDice", "Sm")),
-           f"{view.profile}: ablations, mean ± sd over seeds (GMSRF-Net = the full network)")
+           f"{view.profile}: ablations, mean ± sd over seeds (GMSRF-Net = the full network, same training recipe)")
     ax = viz.bar_with_errors(frame, "model", "dice", hue="test", title=f"Ablations: Dice ({view.profile})")
     _fig(ax.figure)
-    if REFERENCE not in set(frame["model"]):
-        _md("The full GMSRF-Net of the cross-dataset campaign is not stored yet: no paired comparison.")
+    lacking = [recipe for recipe, g in groups if REFERENCE not in set(g.frame["model"])]
+    if lacking:
+        _md(f"No full GMSRF-Net trained in {', '.join(lacking)} is stored yet: no paired comparison for those runs.")
+    if len(lacking) == len(groups):
         return None
     verdict = ablation_verdict(view, reference)
     _table(verdict["paired"], f"{view.profile}: full GMSRF-Net minus each ablation, paired over images", precision=4)
@@ -316,9 +322,25 @@ def ablation_section(view: CampaignView, reference: CampaignView) -> dict[str, A
     return verdict
 
 
-def _with_reference(view: CampaignView, reference: CampaignView) -> CampaignView:
-    full = [r for r in reference.results if r["spec"]["labels"].get("model") == REFERENCE]
-    return CampaignView(view.settings, view.campaign, [*full, *view.results], view.work)
+def _full_runs(reference: CampaignView | list[CampaignView]) -> list[dict[str, Any]]:
+    """The full GMSRF-Net runs of the reference campaigns (cross-dataset's GMSRF-Net, every fp32 check run), once each."""
+    views = [reference] if isinstance(reference, CampaignView) else list(reference)
+    runs = {r["run_id"]: r for v in views for r in v.results
+            if v.campaign.name == "precision" or r["spec"]["labels"].get("model") == REFERENCE}
+    return list(runs.values())
+
+
+def ablation_groups(view: CampaignView, reference: CampaignView | list[CampaignView]) -> list[tuple[str, CampaignView]]:
+    """Per training recipe of the ablations (`recipe_name`), a view of those runs with the full GMSRF-Net runs of the
+    same recipe labelled `REFERENCE`: a drop measured against it is never a precision difference."""
+    full = _full_runs(reference)
+    groups = []
+    for recipe in dict.fromkeys(recipe_name(r) for r in view.results):
+        ref = [{**r, "spec": {**r["spec"], "labels": {**r["spec"]["labels"], "model": REFERENCE}}}
+               for r in full if recipe_name(r) == recipe]
+        mine = [r for r in view.results if recipe_name(r) == recipe]
+        groups.append((recipe, CampaignView(view.settings, view.campaign, [*ref, *mine], view.work)))
+    return groups
 
 
 def ablation_verdict(view: CampaignView, reference: CampaignView) -> dict[str, Any]:
@@ -329,13 +351,20 @@ def ablation_verdict(view: CampaignView, reference: CampaignView) -> dict[str, A
     from polyplib.campaigns.declared import COMPONENTS
 
     claim = "each component (CMSA, MSFS, two modules, deep supervision) improves GMSRF-Net"
-    joined = _with_reference(view, reference)
-    frame = joined.frame
-    paired = paired_table(joined, tests=tuple(dict.fromkeys(frame["test"])))
+    groups = ablation_groups(view, reference)
+    tables = []
+    for recipe, group in groups:
+        table = paired_table(group, tests=tuple(dict.fromkeys(group.frame["test"])))
+        if len(groups) > 1 and not table.empty:
+            table.insert(1, "recipe", recipe)
+        tables.append(table)
+    paired = pd.concat(tables, ignore_index=True)
     if paired.empty:
         return {"claim": claim, "ours": "not measured", "verdict": "open", "text": "No paired comparison yet.",
                 "paired": paired}
-    n_full = int(frame.loc[frame["model"] == REFERENCE, "seed"].nunique())
+    frame = pd.concat([g.frame for _, g in groups], ignore_index=True)
+    n_full = min(int(g.frame.loc[g.frame["model"] == REFERENCE, "seed"].nunique()) for _, g in groups)
+    recipes = ", ".join(recipe for recipe, _ in groups)
     paired["variant"] = paired["comparison"].str.split(" − ").str[1]
     clear = paired[(paired["verdict"] == "reference better") & (paired["seed p"] < 0.05)]
     stored = [c for c in COMPONENTS if c in set(paired["variant"])]
@@ -351,8 +380,8 @@ def ablation_verdict(view: CampaignView, reference: CampaignView) -> dict[str, A
         return f"{name} " + ", ".join(f"{r['Δ dice']:+.3f} {r['95% CI']} on {r['test']}" for _, r in part.iterrows())
 
     text = (f"**What the `{view.profile}` ablations say** ({len(stored)} of {len(COMPONENTS)} component ablations "
-            f"stored, {seeds} seed(s) each; full network: {n_full} seed(s)). Full GMSRF-Net minus each variant, Dice "
-            f"paired over images: {'; '.join(said(v) for v in stored) or 'none stored'}. Removing a component clearly "
+            f"stored, {seeds} seed(s) each, trained in {recipes}; full network of the same recipe: {n_full} seed(s)). "
+            f"Full GMSRF-Net minus each variant, Dice paired over images: {'; '.join(said(v) for v in stored) or 'none stored'}. Removing a component clearly "
             f"lowers Dice (paired CI over images above 0 and p < 0.05 against the full network's spread over seeds) for: "
             f"{', '.join(helps) or 'none'}."
             + (f" Paper's text vs the authors' code (not judged): {'; '.join(said(v) for v in others)}." if others else "")
@@ -572,7 +601,7 @@ def verdict_table(results_dir: Any = None) -> pd.DataFrame:
         if cross.results:
             found.append(cross_dataset_verdict(cross))
         if ablations.results and cross.results:
-            found.append(ablation_verdict(ablations, cross))
+            found.append(ablation_verdict(ablations, [cross, stored(profile, "precision", results_dir)]))
         if sam.results:
             found.append(sam_strategy_verdict(sam))
         check = precision_verdict(stored(profile, "precision", results_dir), cross) if cross.results else None

@@ -62,7 +62,32 @@ class CampaignView:
         scratch = " Every model is trained **from scratch** (no pretrained weights)." if self.settings.from_scratch else ""
         return (f"**Profile `{self.profile}`, campaign `{self.campaign.name}`** ({self.settings.description}): "
                 f"{self.coverage()}; seeds {seeds}; commit(s) {', '.join(commits)}; {'; '.join(machines)}; "
-                f"{dates[0]}{' to ' + dates[-1] if dates[-1] != dates[0] else ''}.{scratch}")
+                f"{dates[0]}{' to ' + dates[-1] if dates[-1] != dates[0] else ''}.{scratch}{recipes_text(self.results)}")
+
+
+def recipe_name(result: dict[str, Any]) -> str:
+    """How a stored run was trained: `bf16 + channels-last`, `fp32 NCHW`, ..."""
+    from polyplib.engine.trainer import channels_last_for
+
+    config = result["spec"]["config"]
+    device_type = "cpu" if result["provenance"].get("device") == "cpu" else "cuda"
+    layout = " + channels-last" if channels_last_for(config.get("channels_last"), device_type, config["precision"]) \
+        else " NCHW"
+    return f"{config['precision']}{layout}"
+
+
+def recipes_text(results: list[dict[str, Any]]) -> str:
+    """Markdown sentence naming the runs of each training precision when a campaign mixes them (else empty)."""
+    groups: dict[str, list[str]] = {}
+    for r in results:
+        labels = r["spec"]["labels"]
+        groups.setdefault(recipe_name(r), []).append(f"{labels.get('model')} seed {labels.get('seed')}")
+    if len(groups) < 2:
+        return ""
+    parts = [f"{name}: {len(runs)} run(s)" if len(runs) > 4 else f"{name}: {', '.join(runs)}"
+             for name, runs in sorted(groups.items(), key=lambda g: -len(g[1]))]
+    return (" Trained with `precision=auto`, which resolves per CPU (bf16 + channels-last where bf16 is native, fp32 "
+            "NCHW elsewhere; chapter 3 finds the same Dice within seed noise): " + "; ".join(parts) + ".")
 
 
 def campaign(settings: BookProfile, name: str, *, run_missing: bool = False, only: str | None = None,
@@ -79,8 +104,7 @@ def campaign(settings: BookProfile, name: str, *, run_missing: bool = False, onl
                   device=settings.device, threads=settings.cpu_threads if settings.device == "cpu" else None)
     if run_missing:
         run_campaigns([declared], ctx, only=only, report=lambda _: None)
-    selected = [s.run_id for s in select(declared, only)]
-    results = Store(results_dir, settings.name, name).results(selected)
+    results = Store(results_dir, settings.name, name).results_for(select(declared, only))
     return CampaignView(settings, declared, results, ctx.work_path)
 
 
@@ -88,7 +112,7 @@ def stored(profile: str, name: str, results_dir: str | Path | None = None) -> Ca
     """The committed results of a campaign of a heavier profile (possibly none)."""
     settings = profile_settings(profile)
     (declared,) = get_campaigns(settings, [name])
-    results = Store(Path(results_dir or RESULTS_DIR), profile, name).results(declared.run_ids())
+    results = Store(Path(results_dir or RESULTS_DIR), profile, name).results_for(declared.runs)
     return CampaignView(settings, declared, results)
 
 

@@ -81,7 +81,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
     from polyplib.campaigns.collect import aggregate, result_rows
 
     (campaign,) = _campaigns(args)
-    results = _context(args).store(campaign).results(campaign.run_ids())
+    results = _context(args).store(campaign).results_for(campaign.runs)
     frame = result_rows(results)
     if frame.empty:
         raise ConfigError(f"no stored results for {args.profile}/{campaign.name} under {args.results}; "

@@ -84,6 +84,7 @@ def provenance_table(results: list[dict[str, Any]]) -> "pd.DataFrame":
 
 
 def coverage(campaign: Campaign, results: list[dict[str, Any]]) -> str:
-    """`k of n runs present` for a campaign."""
+    """`k of n runs present` for a campaign (a run is present when a result of a recipe it resolves to is)."""
     present = {r["run_id"] for r in results}
-    return f"{sum(i in present for i in campaign.run_ids())} of {len(campaign.runs)} runs present"
+    done = sum(any(form.run_id in present for form in spec.equivalents()) for spec in campaign.runs)
+    return f"{done} of {len(campaign.runs)} runs present"

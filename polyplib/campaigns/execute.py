@@ -180,13 +180,16 @@ def _provenance(spec: RunSpec, trained, entries: list[dict[str, Any]], root: str
 
 def execute(spec: RunSpec, store: Store, *, root: str | None = None, work: str | Path | None = None,
             device: str = "auto", threads: int | None = None, deadline: float | None = None) -> Outcome:
-    """Run `spec` unless its result is stored: resume its `last.pt`, evaluate, write the result atomically."""
+    """Run `spec` unless a result fulfils it (`Store.find`): resolve its recipe on `device`, resume that run's
+    `last.pt`, evaluate, write the result atomically under the resolved run's id."""
     import torch
 
-    run_id = spec.run_id
-    if store.load(run_id) is not None:
-        return Outcome(run_id, "skipped", "stored already")
+    stored = store.find(spec)
+    if stored is not None:
+        return Outcome(stored["run_id"], "skipped", "stored already")
     work = Path(work) if work is not None else default_work()
+    spec = spec.resolved(device)  # precision=auto as this machine trains it: stored and keyed explicitly
+    run_id = spec.run_id
     why = unavailable(spec, root, device, work)
     if why:
         return Outcome(run_id, "unavailable", why)

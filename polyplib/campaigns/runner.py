@@ -50,12 +50,14 @@ def parse_budget(text: str | None) -> float | None:
 
 
 def select(campaign: Campaign, only: str | None) -> list[RunSpec]:
-    """The campaign's runs whose id or label text matches the glob `only` (all when None)."""
+    """The campaign's runs whose label text or id (of any recipe it resolves to) matches the glob `only` (all when
+    None)."""
     if not only:
         return list(campaign.runs)
     def text(spec: RunSpec) -> str:
         return " ".join(str(v) for v in spec.labels.values())
-    return [s for s in campaign.runs if fnmatch.fnmatch(s.run_id, only) or fnmatch.fnmatch(text(s), only)]
+    return [s for s in campaign.runs if fnmatch.fnmatch(text(s), only)
+            or any(fnmatch.fnmatch(form.run_id, only) for form in s.equivalents())]
 
 
 _GFLOPS: dict[tuple, float | None] = {}  # per-process memo of `gflops` (one model build per architecture)
@@ -97,15 +99,19 @@ def estimated_cost(spec: RunSpec, root: str | None) -> float | None:
     return 3 * flops * steps * cfg["batch_size"] * cfg["epochs"] / 1000
 
 
-def status(spec: RunSpec, store: Store, ctx: Context) -> tuple[str, str]:
-    """done / partial (epoch k of n) / missing / unavailable (why) of one run."""
-    if store.load(spec.run_id) is not None:
-        return "done", ""
+def status(spec: RunSpec, store: Store, ctx: Context) -> tuple[str, str, str]:
+    """done / partial (epoch k of n) / missing / unavailable (why) of one run, and the id it is (or would be) stored
+    under: a stored result's, else the run's recipe as resolved on this machine."""
+    stored = store.find(spec)
+    if stored is not None:
+        return "done", "", stored["run_id"]
+    spec = spec.resolved(ctx.device)
     why = unavailable(spec, ctx.root, ctx.device, ctx.work_path)
     if why:
-        return "unavailable", why
+        return "unavailable", why, spec.run_id
     done = epochs_done(ctx.work_path, spec.run_id)
-    return ("partial", f"at epoch {done} of {spec.config['epochs']}") if done else ("missing", "")
+    state, detail = ("partial", f"at epoch {done} of {spec.config['epochs']}") if done else ("missing", "")
+    return state, detail, spec.run_id
 
 
 def plan(campaigns: list[Campaign], ctx: Context, only: str | None = None, cost: bool = True) -> list[dict[str, Any]]:
@@ -114,8 +120,8 @@ def plan(campaigns: list[Campaign], ctx: Context, only: str | None = None, cost:
     for campaign in campaigns:
         store = ctx.store(campaign)
         for spec in select(campaign, only):
-            state, detail = status(spec, store, ctx)
-            rows.append({"campaign": campaign.name, "run_id": spec.run_id, **spec.labels, "status": state,
+            state, detail, run_id = status(spec, store, ctx)
+            rows.append({"campaign": campaign.name, "run_id": run_id, **spec.labels, "status": state,
                          "detail": detail, "tflops": estimated_cost(spec, ctx.root) if cost else None})
     return rows
 
@@ -131,13 +137,13 @@ def _job(payload: dict[str, Any]) -> dict[str, Any]:
     except PolypError as err:
         if not isinstance(err, DivergenceError):
             raise  # bad input: the CLI's one-line error
-        return dataclasses.asdict(Outcome(spec.run_id, "failed", str(err)))
+        return dataclasses.asdict(Outcome(spec.resolved(ctx.device).run_id, "failed", str(err)))
     except Exception as err:  # a bug or a crash in one run: say where its traceback is and go on with the others
-        report = work_dir(ctx.work, spec.run_id) / "error.txt"
+        report = work_dir(ctx.work, spec.resolved(ctx.device).run_id) / "error.txt"
         report.parent.mkdir(parents=True, exist_ok=True)
         report.write_text(traceback.format_exc())
         message = str(err).splitlines()[0] if str(err) else ""
-        return dataclasses.asdict(Outcome(spec.run_id, "failed", f"{type(err).__name__}: {message[:200]}; "
+        return dataclasses.asdict(Outcome(report.parent.name, "failed", f"{type(err).__name__}: {message[:200]}; "
                                                                  f"traceback in {report}"))
     return dataclasses.asdict(outcome)
 
@@ -148,7 +154,7 @@ def _payloads(campaigns: list[Campaign], ctx: Context, only: str | None, deadlin
     for campaign in campaigns:
         store = ctx.store(campaign)
         for spec in select(campaign, only):
-            if store.load(spec.run_id) is None:
+            if store.find(spec) is None:
                 todo.append({"context": dataclasses.asdict(ctx), "profile": campaign.profile,
                              "campaign": campaign.name, "spec": spec.to_dict(), "deadline": deadline,
                              "label": " ".join(str(v) for v in spec.labels.values())})
@@ -173,7 +179,7 @@ def run_campaigns(campaigns: list[Campaign], ctx: Context, *, only: str | None =
     counts: dict[str, int] = {}
     for outcome in outcomes:
         counts[outcome["status"]] = counts.get(outcome["status"], 0) + 1
-    remaining = sum(1 for c in campaigns for s in select(c, only) if ctx.store(c).load(s.run_id) is None)
+    remaining = sum(1 for c in campaigns for s in select(c, only) if ctx.store(c).find(s) is None)
     return {"attempted": len(outcomes), "counts": counts, "remaining": remaining,
             "elapsed_s": round(time.time() - start, 1), "outcomes": outcomes}
 
@@ -190,7 +196,8 @@ def _run_local(todo: list[dict], jobs: int, deadline: float | None, report) -> l
         for payload in todo:
             if deadline is not None and time.time() >= deadline:
                 break
-            report(f"{payload['campaign']}/{RunSpec.from_dict(payload['spec']).run_id} {payload['label']}: running")
+            spec = RunSpec.from_dict(payload["spec"]).resolved(payload["context"]["device"])
+            report(f"{payload['campaign']}/{spec.run_id} {payload['label']}: running")
             outcomes.append(_job(payload))
             _say(report, payload, outcomes[-1])
         return outcomes

@@ -25,6 +25,8 @@ V1_OPTIONS = ("model", "model_options", "dataset", "protocol", "train_split", "v
 
 
 _MISSING = object()
+# the machines a precision=auto recipe resolves differently on: (device type, bf16 in hardware)
+MACHINES = (("cpu", True), ("cpu", False), ("cuda", True), ("cuda", False))
 
 
 def _defaults() -> dict[str, Any]:
@@ -93,6 +95,38 @@ class RunSpec:
             raise ConfigError(f"run spec format {data.get('format')!r} is not {SPEC_FORMAT!r}")
         return cls(data["kind"], data["config"], tuple(data["tests"]), tuple(data.get("prompts", ())),
                    data.get("labels", {}))
+
+    def resolved(self, device: str = "auto") -> "RunSpec":
+        """The explicit recipe this run trains with on `device` (precision=auto and channels_last=None as the trainer
+        resolves them there; its cascade detectors too): what is stored, so a result says how it was trained."""
+        from polyplib.engine import trainer
+
+        dev = trainer.resolve_device(device)
+        return self.resolved_on(dev.type, self.config["precision"] == "auto" and trainer.bf16_native(dev))
+
+    def resolved_on(self, device_type: str, native_bf16: bool) -> "RunSpec":
+        """`resolved` on a machine described by its device type and whether bf16 is native there."""
+        from polyplib.engine.trainer import channels_last_for, precision_name
+
+        config = dict(self.config)
+        if config["precision"] == "auto":
+            config["precision"] = precision_name("auto", device_type, native_bf16)
+            config["channels_last"] = channels_last_for(config["channels_last"], device_type, config["precision"])
+        prompts = tuple({**p, "detector": RunSpec.from_dict(p["detector"]).resolved_on(device_type, native_bf16)
+                         .to_dict()} if "detector" in p else p for p in self.prompts)
+        return dataclasses.replace(self, config=config, prompts=prompts)
+
+    def equivalents(self) -> list["RunSpec"]:
+        """This spec and every explicit recipe it resolves to on some machine (`MACHINES`): a stored result of any of
+        them fulfils this run. With channels_last=None, also each precision with channels-last left to the trainer
+        (how results were stored before precision=auto was resolved at run time)."""
+        forms = [self]
+        for machine in MACHINES:
+            explicit = self.resolved_on(*machine)
+            forms.append(explicit)
+            if self.config["precision"] == "auto" and self.config["channels_last"] is None:
+                forms.append(dataclasses.replace(explicit, config={**explicit.config, "channels_last": None}))
+        return list({form.run_id: form for form in forms}.values())
 
     def train_config(self, *, root: str | None, out_dir: str, device: str = "auto", workers: int | None = None,
                      progress: bool = False) -> "TrainConfig":

@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from polyplib.campaigns.spec import RunSpec
 
 from polyplib.atomic import atomic_write
 from polyplib.errors import DataError
@@ -36,6 +39,18 @@ class Store:
         """The stored result of a run (None when absent); a damaged or foreign file is a one-line DataError."""
         path = self.path(run_id)
         return read_result(path, run_id) if path.is_file() else None
+
+    def find(self, spec: "RunSpec") -> dict[str, Any] | None:
+        """The stored result that fulfils a declared run: its own, or that of an explicit recipe it resolves to."""
+        for form in spec.equivalents():
+            result = self.load(form.run_id)
+            if result is not None:
+                return result
+        return None
+
+    def results_for(self, specs) -> list[dict[str, Any]]:
+        """The stored results that fulfil `specs` (`find`), in their order."""
+        return [r for r in (self.find(s) for s in specs) if r is not None]
 
     def save(self, result: dict[str, Any]) -> Path:
         return write_json_atomic(self.path(result["run_id"]), result)

@@ -70,14 +70,26 @@ def native_bf16_cpu() -> bool:
     return any(check() for check in checks if check is not None)
 
 
+def bf16_native(device: torch.device) -> bool:
+    """Whether `device` computes bf16 in hardware (a GPU that supports it; a CPU with AVX512-BF16 or AMX)."""
+    return torch.cuda.is_bf16_supported() if device.type == "cuda" else device.type == "cpu" and native_bf16_cpu()
+
+
+def precision_name(precision: str, device_type: str, native_bf16: bool) -> str:
+    """The precision option `precision` trains in on a device type. auto: bf16 where it is native; else fp16 (with a
+    grad scaler) on a GPU and fp32 on the CPU (emulated bf16 is 4-10x slower: `benchmarks/bench_cpu_bf16.py`). On
+    the CPU bf16 + channels-last trains x2.1 faster (`polyplib bench`) and keeps GMSRF-Net's Dice within seed noise
+    (the lite check of chapter 3, 3 seeds each)."""
+    if precision != "auto":
+        return precision
+    if device_type == "cuda":
+        return "bf16" if native_bf16 else "fp16"
+    return "bf16" if native_bf16 else "fp32"
+
+
 def resolve_precision(precision: str, device: torch.device) -> tuple[torch.dtype | None, bool]:
-    """Autocast dtype and GradScaler need. auto: bf16 on GPUs that have it (fp16 + scaler otherwise); on the CPU bf16
-    where it is native (AVX512-BF16 or AMX: x2.1 faster with channels-last, `polyplib bench`; the lite check of
-    chapter 3, 3 seeds each, finds GMSRF-Net's Dice within seed noise), fp32 where it is emulated (4-10x slower)."""
-    if precision == "auto":
-        if device.type != "cuda":
-            return (torch.bfloat16, False) if device.type == "cpu" and native_bf16_cpu() else (None, False)
-        precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    """Autocast dtype and GradScaler need of `precision` on `device` (`precision_name` resolves auto)."""
+    precision = precision_name(precision, device.type, precision == "auto" and bf16_native(device))
     if precision == "fp32":
         return None, False
     if precision == "fp16" and device.type != "cuda":
@@ -85,12 +97,15 @@ def resolve_precision(precision: str, device: torch.device) -> tuple[torch.dtype
     return (torch.bfloat16, False) if precision == "bf16" else (torch.float16, True)
 
 
+def channels_last_for(channels_last: bool | None, device_type: str, precision: str) -> bool:
+    """channels_last=None (auto): channels-last memory when training in bf16 on the CPU (oneDNN's bf16 convolutions
+    are faster in NHWC: `polyplib bench`), NCHW otherwise."""
+    return device_type == "cpu" and precision == "bf16" if channels_last is None else channels_last
+
+
 def resolve_channels_last(channels_last: bool | None, device: torch.device, amp_dtype: torch.dtype | None) -> bool:
-    """channels_last=None (auto): channels-last memory when training under bf16 autocast on the CPU (oneDNN's bf16
-    convolutions are faster in NHWC: `polyplib bench`), NCHW otherwise."""
-    if channels_last is None:
-        return device.type == "cpu" and amp_dtype == torch.bfloat16
-    return channels_last
+    """`channels_last_for` of a trainer's device and autocast dtype."""
+    return channels_last_for(channels_last, device.type, "bf16" if amp_dtype == torch.bfloat16 else "other")
 
 
 def build_optimizer(params: Iterable[nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
