@@ -6,8 +6,9 @@ from typing import Any
 import pandas as pd
 
 from polyplib import viz
-from polyplib.book.results import CampaignView, recipe_name
+from polyplib.book.results import CampaignView
 from polyplib.campaigns import per_image
+from polyplib.campaigns.collect import recipe_name
 from polyplib.stats import bootstrap_ci, paired_comparison, seed_comparison
 
 GMSRF_COLUMNS = ("dice", "iou", "recall", "precision")  # GMSRF protocol: threshold 0.5 at the model's size (Sec. III)

@@ -3,14 +3,15 @@ from __future__ import annotations
 
 import dataclasses
 import tempfile
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from polyplib.book.profiles import REPO_ROOT, BookProfile, profile_settings
-from polyplib.campaigns.collect import short_commit
 from polyplib.campaigns import Campaign, Context, Store, coverage, get_campaigns, result_rows, run_campaigns
+from polyplib.campaigns.collect import recipe_name, short_commit
 from polyplib.campaigns.runner import select
 from polyplib.errors import ConfigError
 
@@ -65,17 +66,6 @@ class CampaignView:
                 f"{dates[0]}{' to ' + dates[-1] if dates[-1] != dates[0] else ''}.{scratch}{recipes_text(self.results)}")
 
 
-def recipe_name(result: dict[str, Any]) -> str:
-    """How a stored run was trained: `bf16 + channels-last`, `fp32 NCHW`, ..."""
-    from polyplib.engine.trainer import channels_last_for
-
-    config = result["spec"]["config"]
-    device_type = "cpu" if result["provenance"].get("device") == "cpu" else "cuda"
-    layout = " + channels-last" if channels_last_for(config.get("channels_last"), device_type, config["precision"]) \
-        else " NCHW"
-    return f"{config['precision']}{layout}"
-
-
 def recipes_text(results: list[dict[str, Any]]) -> str:
     """Markdown sentence naming the runs of each training precision when a campaign mixes them (else empty)."""
     groups: dict[str, list[str]] = {}
@@ -122,7 +112,7 @@ def stored_views(name: str, exclude: str | None = None, results_dir: str | Path 
 
 
 def results_index(results_dir: str | Path | None = None) -> pd.DataFrame:
-    """Every committed campaign: profile, campaign, runs present of declared, machines and dates."""
+    """Every committed campaign: profile, campaign, runs present of declared, devices, training recipes, dates."""
     rows = []
     for profile in STORED_PROFILES:
         for declared in get_campaigns(profile):
@@ -131,6 +121,8 @@ def results_index(results_dir: str | Path | None = None) -> pd.DataFrame:
             dates = sorted(p["date"][:10] for p in prov)
             rows.append({"profile": profile, "campaign": declared.name, "runs": view.coverage(),
                          "device": ", ".join(sorted({str(p.get("device")) for p in prov})) or "-",
+                         "recipe": ", ".join(f"{name} ({n})" for name, n in
+                                             Counter(recipe_name(r) for r in view.results).most_common()) or "-",
                          "dates": f"{dates[0]} to {dates[-1]}" if dates else "-"})
     return pd.DataFrame(rows)
 

@@ -69,14 +69,25 @@ def per_image(results: list[dict[str, Any]], test: str, prompt: str = "none") ->
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
+def recipe_name(result: dict[str, Any]) -> str:
+    """How a stored run was trained: `bf16 + channels-last`, `fp32 NCHW`, ..."""
+    from polyplib.engine.trainer import channels_last_for
+
+    config = result["spec"]["config"]
+    device_type = "cpu" if result["provenance"].get("device") == "cpu" else "cuda"
+    layout = " + channels-last" if channels_last_for(config.get("channels_last"), device_type, config["precision"]) \
+        else " NCHW"
+    return f"{config['precision']}{layout}"
+
+
 def provenance_table(results: list[dict[str, Any]]) -> "pd.DataFrame":
-    """Commit, machine, device, date, wall time and speed of every stored run."""
+    """Training recipe, commit, machine, device, date, wall time and speed of every stored run."""
     import pandas as pd
 
     rows = []
     for r in results:
         p = r["provenance"]
-        rows.append({"run_id": r["run_id"], **{k: v for k, v in r["spec"]["labels"].items()},
+        rows.append({"run_id": r["run_id"], **{k: v for k, v in r["spec"]["labels"].items()}, "recipe": recipe_name(r),
                      "commit": short_commit(p.get("commit")), "machine": p.get("machine"),
                      "device": p.get("device"), "date": p.get("date"), "wall_s": p.get("wall_s"),
                      "images_per_s": p.get("images_per_s")})
