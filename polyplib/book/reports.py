@@ -196,7 +196,7 @@ def cross_dataset_verdict(view: CampaignView) -> dict[str, Any]:
     caveat = " (synthetic frames and a few steps: this checks the analysis, not the methods)" \
         if view.profile == "smoke" else ""
     unsure = paired[paired["verdict"] == "no clear difference"]
-    images_only = [f"{r['comparison'].split(' − ')[1]} ({r['Δ dice']:+.3f}, seed p {r['seed p']:.2f})"
+    images_only = [f"{r['comparison'].split(' − ')[1]} ({r['Δ dice']:+.3f}, seed p {r['seed p']:.2g})"
                    for _, r in unsure.iterrows() if not _ci_holds_zero(r["95% CI"])]
     text = (f"**What the `{view.profile}` results say{caveat}.** {REFERENCE}: {ours}. On the unseen centre, paired over "
             f"images, {REFERENCE} is clearly better than {', '.join(better) or 'none'} of the {n} baselines"
