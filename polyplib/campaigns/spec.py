@@ -102,7 +102,7 @@ class RunSpec:
         from polyplib.engine import trainer
 
         dev = trainer.resolve_device(device)
-        return self.resolved_on(dev.type, self.config["precision"] == "auto" and trainer.bf16_native(dev))
+        return self.resolved_on(dev.type, trainer.bf16_native(dev))
 
     def resolved_on(self, device_type: str, native_bf16: bool) -> "RunSpec":
         """`resolved` on a machine described by its device type and whether bf16 is native there."""
