@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from polyplib.campaigns import Campaign, Context, RunSpec, Store, campaigns, execute, plan, run_campaigns, work_dir
+from polyplib.campaigns import (Campaign, Context, RunSpec, Store, campaigns, execute, plan, provenance_table,
+                               run_campaigns, work_dir)
 from polyplib.campaigns.runner import parse_budget
 from polyplib.campaigns.spec import eval_set
 from polyplib.engine import get_preset
@@ -150,6 +151,11 @@ def test_budget_stops_at_a_checkpoint_and_the_next_call_finishes(tmp_path):
     assert 1 <= int(status["detail"].split()[2]) < 40
     second = run_campaigns([camp], ctx, report=lambda _: None)
     assert second["counts"] == {"done": 2} and second["remaining"] == 0
+    resumed = ctx.store(camp).load(specs[0].run_id)
+    epochs = sum(row["train_time_s"] for row in resumed["train"]["history"])
+    assert len(resumed["train"]["history"]) == 40 and abs(resumed["provenance"]["train_s"] - epochs) < 0.1
+    table = provenance_table([resumed])  # time of every sitting, not only the one that finished the run
+    assert table.loc[0, "train_s"] == resumed["provenance"]["train_s"] > 0
     clean = context(tmp_path, "clean")
     run_campaigns([camp], clean, report=lambda _: None)
     assert stored(ctx, camp) == stored(clean, camp)

@@ -81,7 +81,7 @@ def recipe_name(result: dict[str, Any]) -> str:
 
 
 def provenance_table(results: list[dict[str, Any]]) -> "pd.DataFrame":
-    """Training recipe, commit, machine, device, date, wall time and speed of every stored run."""
+    """Training recipe, commit, machine, device, date, training time (every sitting) and speed of every stored run."""
     import pandas as pd
 
     rows = []
@@ -89,7 +89,7 @@ def provenance_table(results: list[dict[str, Any]]) -> "pd.DataFrame":
         p = r["provenance"]
         rows.append({"run_id": r["run_id"], **{k: v for k, v in r["spec"]["labels"].items()}, "recipe": recipe_name(r),
                      "commit": short_commit(p.get("commit")), "machine": p.get("machine"),
-                     "device": p.get("device"), "date": p.get("date"), "wall_s": p.get("wall_s"),
+                     "device": p.get("device"), "date": p.get("date"), "train_s": p.get("train_s"),
                      "images_per_s": p.get("images_per_s")})
     return pd.DataFrame(rows)
 
