@@ -223,6 +223,24 @@ def test_bf16_run_is_unavailable_on_a_cpu_without_native_bf16_and_runs_where_it_
     assert plan([camp], ctx, cost=False)[0]["status"] == "missing"  # the same run where the CPU computes bf16
 
 
+def test_a_cascade_result_records_the_training_of_the_detector_that_drew_its_boxes(tmp_path):
+    spec = campaigns("smoke")["polyp-sam"].runs[0]
+    store = Store(tmp_path / "r", "smoke", "polyp-sam")
+    assert execute(spec, store, work=tmp_path / "w", device="cpu").status == "done"
+    detector = spec.detectors()[0]
+    log = [json.loads(line) for line in
+           (work_dir(tmp_path / "w", detector.run_id) / "train" / "log.jsonl").read_text().splitlines()]
+    cascades = [e for e in store.load(spec.run_id)["tests"] if e["prompt"] == "cascade"]
+    assert len(cascades) == len(spec.tests)
+    for entry in cascades:
+        record = entry["detector"]
+        assert record["run_id"] == detector.run_id and record["select"] == "dice"
+        assert abs(record["best_metric"] - max(row["val_dice"] for row in log)) < 1e-6
+        assert record["train_s"] == pytest.approx(sum(row["train_time_s"] for row in log), abs=0.1)
+    others = [e for e in store.load(spec.run_id)["tests"] if e["prompt"] != "cascade"]
+    assert others and not any("detector" in e for e in others)
+
+
 def test_truncated_or_foreign_result_file_is_named_in_one_line(tmp_path):
     spec = tiny_spec()
     store = Store(tmp_path, "test", "tiny")

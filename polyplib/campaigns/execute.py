@@ -102,10 +102,19 @@ def _per_image(table) -> dict[str, list]:
     return {"id": table["id"].astype(str).tolist(), **{c: table[c].round(DIGITS).tolist() for c in cols}}
 
 
-def _eval_entry(test: dict[str, Any], prompt: str, result) -> dict[str, Any]:
-    return {"key": test["key"], "split": test["split"], "protocol": test["protocol"], "prompt": prompt,
-            "n": int(result.summary["n"]), "means": {k: round(float(v), 6) for k, v in result.summary["means"].items()},
-            "per_image": _per_image(result.per_image)}
+def _eval_entry(test: dict[str, Any], prompt: str, result, detector: dict[str, Any] | None = None) -> dict[str, Any]:
+    entry = {"key": test["key"], "split": test["split"], "protocol": test["protocol"], "prompt": prompt,
+             "n": int(result.summary["n"]), "means": {k: round(float(v), 6) for k, v in result.summary["means"].items()},
+             "per_image": _per_image(result.per_image)}
+    return entry if detector is None else {**entry, "detector": detector}
+
+
+def _detector_record(det: RunSpec, trained) -> dict[str, Any]:
+    """Which training of a cascade detector drew the boxes (one retrained on another machine may differ from the
+    stored result of the same run id): its id, selected epoch and validation score, training time."""
+    return {"run_id": det.run_id, "best_epoch": trained.best_epoch, "select": det.config["select"],
+            "best_metric": None if trained.best_metric is None else round(float(trained.best_metric), 6),
+            "train_s": round(sum(row.get("train_time_s", 0.0) for row in trained.history), 1)}
 
 
 def evaluate_run(spec: RunSpec, checkpoint: Path, root: str | None, work: Path, device: str,
@@ -126,7 +135,8 @@ def evaluate_run(spec: RunSpec, checkpoint: Path, root: str | None, work: Path, 
             if result is None or not result.complete:
                 return None
             detectors[prompt["name"]] = (load_trained_model(result.best_checkpoint or result.last_checkpoint,
-                                                            resolve_device(device))[0], det.config["image_size"])
+                                                            resolve_device(device))[0], det.config["image_size"],
+                                         _detector_record(det, result))
     for test in spec.tests:
         common = dict(root=root, split=test["split"], protocol=test["protocol"], image_size=size,
                       dataset_options=test["options"], overlays=False, progress=False)
@@ -139,16 +149,17 @@ def evaluate_run(spec: RunSpec, checkpoint: Path, root: str | None, work: Path, 
 
             for prompt in spec.prompts:
                 sub = Path(out) / prompt["name"]
+                record = None
                 if prompt["name"] == "box-fill":
                     fn = box_fill_predict_fn(resolve_device(device))
                     result = evaluate(None, test["dataset"], out_dir=sub, predict_fn=fn, device=device, **common)
                 elif prompt["name"] in detectors:
-                    detector, det_size = detectors[prompt["name"]]
+                    detector, det_size, record = detectors[prompt["name"]]
                     result = evaluate_sam(model, test["dataset"], sub, detector=detector, detector_size=det_size,
                                           device=device, **common)
                 else:
                     result = evaluate_sam(model, test["dataset"], sub, jitter=prompt["jitter"], device=device, **common)
-                entries.append(_eval_entry(test, prompt["name"], result))
+                entries.append(_eval_entry(test, prompt["name"], result, record))
     return entries
 
 
