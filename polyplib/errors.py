@@ -18,4 +18,4 @@ class WeightsError(PolypError):
 
 
 class DivergenceError(PolypError, FloatingPointError):
-    """Training produced a non-finite loss (the message says when and what to change)."""
+    """Training produced a non-finite loss, or a trained model non-finite outputs (the message says where and what to do)."""

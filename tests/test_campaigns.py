@@ -318,6 +318,25 @@ def test_a_run_that_crashes_is_reported_failed_with_its_traceback_and_the_others
     assert any(line.endswith(f"traceback in {trace})") for line in lines)
 
 
+def test_a_run_whose_model_outputs_nan_at_evaluation_fails_in_one_line_and_the_campaign_goes_on(tmp_path, monkeypatch):
+    import polyplib.engine.evaluate as evaluation
+
+    camp = tiny_campaign([tiny_spec(seed, epochs=1) for seed in range(2)])
+    ctx, real, calls = context(tmp_path, "nan"), evaluation.model_predict_fn, []
+
+    def first_model_overflows(model, device):  # the first evaluation of the first run sees a NaN map
+        predict, poisoned = real(model, device), not calls
+        calls.append(1)
+        return (lambda batch: predict(batch) * float("nan")) if poisoned else predict
+
+    monkeypatch.setattr(evaluation, "model_predict_fn", first_model_overflows)
+    summary = run_campaigns([camp], ctx, report=lambda line: None)
+    assert summary["counts"] == {"failed": 1, "done": 1} and summary["remaining"] == 1
+    failed = next(o for o in summary["outcomes"] if o["status"] == "failed")
+    assert failed["run_id"] == camp.runs[0].run_id and "output is not finite on synthpolyp image(s)" in failed["detail"]
+    assert not ctx.store(camp).has(camp.runs[0].run_id) and ctx.store(camp).has(camp.runs[1].run_id)
+
+
 def test_precision_auto_is_stored_as_this_machine_resolves_it_and_any_resolution_fulfils_it(tmp_path, monkeypatch):
     from polyplib.engine import trainer
 

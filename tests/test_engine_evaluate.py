@@ -11,7 +11,7 @@ from torch import nn
 from polyplib.data import load_dataset
 from polyplib.engine import get_preset, save_checkpoint
 from polyplib.engine.evaluate import evaluate, load_trained_model, pick_examples, predict_folder
-from polyplib.errors import DataError, WeightsError
+from polyplib.errors import DataError, DivergenceError, WeightsError
 from polyplib.models import create_model
 
 SYNTH = {"n": 4}
@@ -75,6 +75,23 @@ def test_predict_fn_hook_with_a_constant_probability(tmp_path):
         gt = full[i]["mask"].numpy()
         saved = round(0.7 * 255) / 255  # the toolbox reads maps back from 8-bit PNGs
         assert row["MAE"] == pytest.approx(np.abs(saved - gt).mean(), rel=1e-6)
+
+
+def test_a_non_finite_output_names_the_image_and_writes_no_metrics(tmp_path):
+    ids = load_dataset("synthpolyp", image_size=64, **SYNTH).ids
+
+    def overflowing(batch):  # the third image's map holds one NaN (an activation that overflowed upstream)
+        probs = torch.full((len(batch["id"]), 1, 64, 64), 0.5)
+        for k, i in enumerate(batch["id"]):
+            if i == ids[2]:
+                probs[k, 0, 5, 7] = float("nan")
+        return probs
+
+    with pytest.raises(DivergenceError) as caught:
+        evaluate(None, "synthpolyp", out_dir=tmp_path, image_size=64, predict_fn=overflowing, overlays=False,
+                 dataset_options=SYNTH, progress=False, batch_size=2)
+    assert f"image(s) {ids[2]}:" in str(caught.value) and ids[1] not in str(caught.value)
+    assert not (tmp_path / "summary.json").exists() and not (tmp_path / "per_image.csv").exists()
 
 
 def test_pick_examples_orders_by_dice():

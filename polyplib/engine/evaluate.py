@@ -20,7 +20,7 @@ from polyplib.engine.checkpoint import load_checkpoint
 from polyplib.engine.config import TrainConfig
 from polyplib.engine.provenance import provenance
 from polyplib.engine.trainer import FORMAT, forward, resolve_device
-from polyplib.errors import ConfigError, DataError, WeightsError
+from polyplib.errors import ConfigError, DataError, DivergenceError, WeightsError
 from polyplib.outputs import check_output_dir, check_positive, check_probability
 
 PredictFn = Callable[[dict[str, Any]], torch.Tensor]
@@ -209,6 +209,11 @@ def evaluate(model: nn.Module | str | Path | None, dataset: str, *, out_dir: str
         probs = predict_fn(batch).detach().float().cpu()
         if probs.ndim != 4 or probs.shape[:2] != (len(batch["id"]), 1):
             raise ConfigError(f"predict_fn returned shape {tuple(probs.shape)}; expected [B, 1, H, W] probabilities")
+        if not torch.isfinite(probs).all():
+            bad = [i for i, p in zip(batch["id"], probs) if not torch.isfinite(p).all()]
+            raise DivergenceError(f"the model's output is not finite on {dataset} image(s) {', '.join(map(str, bad))}: "
+                                  "its activations overflowed, so no metric of this evaluation would be true; "
+                                  "retrain it (lower --lr, another recipe) or report it as diverged")
         for prob, mask in zip(probs, batch["mask"]):
             item = ds_orig[index]
             prob_orig = _resize_prob(prob, item["mask"].shape[-2:])
