@@ -11,6 +11,9 @@ import pytest
 
 from polyplib.campaigns import (Campaign, Context, RunSpec, Store, campaigns, execute, plan, provenance_table,
                                run_campaigns, work_dir)
+from polyplib.book.profiles import profile_settings
+from polyplib.book.results import CampaignView
+from polyplib.book.results import failures as book_failures
 from polyplib.campaigns.runner import parse_budget
 from polyplib.campaigns.spec import eval_set
 from polyplib.engine import get_preset
@@ -334,7 +337,17 @@ def test_a_run_whose_model_outputs_nan_at_evaluation_fails_in_one_line_and_the_c
     assert summary["counts"] == {"failed": 1, "done": 1} and summary["remaining"] == 1
     failed = next(o for o in summary["outcomes"] if o["status"] == "failed")
     assert failed["run_id"] == camp.runs[0].run_id and "output is not finite on synthpolyp image(s)" in failed["detail"]
-    assert not ctx.store(camp).has(camp.runs[0].run_id) and ctx.store(camp).has(camp.runs[1].run_id)
+    store, bad = ctx.store(camp), camp.runs[0]
+    assert not store.has(bad.run_id) and store.has(camp.runs[1].run_id)
+    record = store.failure(bad)  # why it is missing, with the epoch it trained, for the book
+    assert record["reason"] == failed["detail"] and [row["epoch"] for row in record["history"]] == [0]
+    assert record["spec"] == bad.resolved("cpu").to_dict() and store.failure(camp.runs[1]) is None
+    view = CampaignView(profile_settings("smoke"), camp, store.results_for(camp.runs),
+                        failures=book_failures(store, camp.runs))
+    assert view.missing_text() == (f" Missing runs, failed: U-Net (original) seed 0 (**diverged**: {failed['detail']}).")
+    monkeypatch.setattr(evaluation, "model_predict_fn", real)  # the retry evaluates cleanly: stored, record dropped
+    assert run_campaigns([camp], ctx, report=lambda line: None)["counts"] == {"done": 1}
+    assert store.has(bad.run_id) and store.failure(bad) is None and not store.failure_path(bad.run_id).exists()
 
 
 def test_precision_auto_is_stored_as_this_machine_resolves_it_and_any_resolution_fulfils_it(tmp_path, monkeypatch):

@@ -16,7 +16,8 @@ from polyplib.campaigns.runner import select
 from polyplib.errors import ConfigError
 
 RESULTS_DIR = REPO_ROOT / "results"
-STORED_PROFILES = ("lite", "full")  # profiles whose results are committed under results/ and rendered by the book
+STORED_PROFILES = ("lite", "full")
+MAX_NAMED = 8  # a heading names at most this many runs not run yet (else counts them)  # profiles whose results are committed under results/ and rendered by the book
 
 
 @dataclasses.dataclass
@@ -27,6 +28,7 @@ class CampaignView:
     campaign: Campaign
     results: list[dict[str, Any]]
     work: Path | None = None
+    failures: dict[str, str] = dataclasses.field(default_factory=dict)  # declared run's label -> why it diverged
 
     @property
     def profile(self) -> str:
@@ -63,7 +65,30 @@ class CampaignView:
         scratch = " Every model is trained **from scratch** (no pretrained weights)." if self.settings.from_scratch else ""
         return (f"**Profile `{self.profile}`, campaign `{self.campaign.name}`** ({self.settings.description}): "
                 f"{self.coverage()}; seeds {seeds}; commit(s) {', '.join(commits)}; {'; '.join(machines)}; "
-                f"{dates[0]}{' to ' + dates[-1] if dates[-1] != dates[0] else ''}.{scratch}{recipes_text(self.results)}")
+                f"{dates[0]}{' to ' + dates[-1] if dates[-1] != dates[0] else ''}.{scratch}{recipes_text(self.results)}"
+                f"{self.missing_text()}")
+
+    def missing_text(self) -> str:
+        """Markdown sentence naming the declared runs no stored result fulfils, and why those that diverged did."""
+        present = {r["run_id"] for r in self.results}
+        missing = [run_label(spec.labels) for spec in self.campaign.runs
+                   if not any(form.run_id in present for form in spec.equivalents())]
+        failed = [f"{label} (**diverged**: {self.failures[label]})" for label in missing if label in self.failures]
+        waiting = [label for label in missing if label not in self.failures]
+        parts = ([f"not run yet: {', '.join(waiting) if len(waiting) <= MAX_NAMED else f'{len(waiting)} runs'}"]
+                 if waiting else []) + ([f"failed: {'; '.join(failed)}"] if failed else [])
+        return f" Missing runs, {'; '.join(parts)}." if parts else ""
+
+
+def run_label(labels: dict[str, Any]) -> str:
+    """`model seed k` of a run's labels (the name tables give it)."""
+    return f"{labels.get('model')} seed {labels.get('seed')}"
+
+
+def failures(store: Store, runs) -> dict[str, str]:
+    """Why each declared run that diverged did (its failure record's reason), by run label."""
+    return {run_label(spec.labels): record["reason"] for spec in runs
+            if (record := store.failure(spec)) is not None}
 
 
 def recipes_text(results: list[dict[str, Any]]) -> str:
@@ -95,16 +120,16 @@ def campaign(settings: BookProfile, name: str, *, run_missing: bool = False, onl
                   device=settings.device, threads=settings.cpu_threads if settings.device == "cpu" else None)
     if run_missing:
         run_campaigns([declared], ctx, only=only, report=lambda _: None)
-    results = Store(results_dir, settings.name, name).results_for(select(declared, only))
-    return CampaignView(settings, declared, results, ctx.work_path)
+    store, runs = Store(results_dir, settings.name, name), select(declared, only)
+    return CampaignView(settings, declared, store.results_for(runs), ctx.work_path, failures(store, runs))
 
 
 def stored(profile: str, name: str, results_dir: str | Path | None = None) -> CampaignView:
     """The committed results of a campaign of a heavier profile (possibly none)."""
     settings = profile_settings(profile)
     (declared,) = get_campaigns(settings, [name])
-    results = Store(Path(results_dir or RESULTS_DIR), profile, name).results_for(declared.runs)
-    return CampaignView(settings, declared, results)
+    store = Store(Path(results_dir or RESULTS_DIR), profile, name)
+    return CampaignView(settings, declared, store.results_for(declared.runs), failures=failures(store, declared.runs))
 
 
 def stored_views(name: str, exclude: str | None = None, results_dir: str | Path | None = None) -> list[CampaignView]:

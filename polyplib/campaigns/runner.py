@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import json
 import re
 import time
 import traceback
@@ -137,7 +138,9 @@ def _job(payload: dict[str, Any]) -> dict[str, Any]:
     except PolypError as err:
         if not isinstance(err, DivergenceError):
             raise  # bad input: the CLI's one-line error
-        return dataclasses.asdict(Outcome(spec.resolved(ctx.device).run_id, "failed", str(err)))
+        resolved = spec.resolved(ctx.device)
+        store.save_failure(resolved, str(err), _train_log(work_dir(ctx.work, resolved.run_id)))
+        return dataclasses.asdict(Outcome(resolved.run_id, "failed", str(err)))
     except Exception as err:  # a bug or a crash in one run: say where its traceback is and go on with the others
         report = work_dir(ctx.work, spec.resolved(ctx.device).run_id) / "error.txt"
         report.parent.mkdir(parents=True, exist_ok=True)
@@ -146,6 +149,12 @@ def _job(payload: dict[str, Any]) -> dict[str, Any]:
         return dataclasses.asdict(Outcome(report.parent.name, "failed", f"{type(err).__name__}: {message[:200]}; "
                                                                  f"traceback in {report}"))
     return dataclasses.asdict(outcome)
+
+
+def _train_log(folder: Path) -> list[dict[str, Any]]:
+    """The epochs a run logged in its work folder (none when it never finished one)."""
+    log = folder / "train" / "log.jsonl"
+    return [json.loads(line) for line in log.read_text().splitlines() if line] if log.is_file() else []
 
 
 def _payloads(campaigns: list[Campaign], ctx: Context, only: str | None, deadline: float | None) -> list[dict]:

@@ -1,4 +1,5 @@
-"""The results store: one small JSON file per finished run, `results/<profile>/<campaign>/<run-id>.json`."""
+"""The results store: one small JSON file per finished run, `results/<profile>/<campaign>/<run-id>.json`, and one per
+run that diverged, `.../failed/<run-id>.json` (why, with its training log), so a missing run says why it is missing."""
 from __future__ import annotations
 
 import json
@@ -12,6 +13,7 @@ from polyplib.atomic import atomic_write
 from polyplib.errors import DataError
 
 RESULT_FORMAT = "polyplib-campaign-result-v1"
+FAILURE_FORMAT = "polyplib-campaign-failure-v1"
 REQUIRED = ("format", "run_id", "profile", "campaign", "spec", "provenance", "train", "tests")
 
 
@@ -53,7 +55,31 @@ class Store:
         return [r for r in (self.find(s) for s in specs) if r is not None]
 
     def save(self, result: dict[str, Any]) -> Path:
-        return write_json_atomic(self.path(result["run_id"]), result)
+        """Store a finished run (and drop the failure record of an earlier attempt)."""
+        path = write_json_atomic(self.path(result["run_id"]), result)
+        self.failure_path(result["run_id"]).unlink(missing_ok=True)
+        return path
+
+    def failure_path(self, run_id: str) -> Path:
+        return self.folder / "failed" / f"{run_id}.json"
+
+    def save_failure(self, spec: "RunSpec", reason: str, history: list[dict[str, Any]]) -> Path:
+        """Record that a run diverged: its spec, the one-line reason, the epochs it trained and where it ran."""
+        from polyplib.engine.provenance import provenance
+
+        record = {"format": FAILURE_FORMAT, "run_id": spec.run_id, "profile": self.profile, "campaign": self.campaign,
+                  "spec": spec.to_dict(), "reason": reason, "history": history, "provenance": provenance()}
+        return write_json_atomic(self.failure_path(spec.run_id), record)
+
+    def failure(self, spec: "RunSpec") -> dict[str, Any] | None:
+        """The failure record of a declared run (any recipe it resolves to), unless a result fulfils it."""
+        if self.find(spec) is not None:
+            return None
+        for form in spec.equivalents():
+            path = self.failure_path(form.run_id)
+            if path.is_file():
+                return read_result(path, form.run_id, FAILURE_FORMAT, ("format", "run_id", "spec", "reason"))
+        return None
 
     def results(self, run_ids: list[str] | None = None) -> list[dict[str, Any]]:
         """Every stored result (or those of `run_ids` that exist), in file-name or `run_ids` order."""
@@ -63,8 +89,9 @@ class Store:
         return [r for r in (self.load(i) for i in run_ids) if r is not None]
 
 
-def read_result(path: Path, run_id: str) -> dict[str, Any]:
-    """Parse and check one result file."""
+def read_result(path: Path, run_id: str, kind: str = RESULT_FORMAT, required: tuple[str, ...] = REQUIRED
+                ) -> dict[str, Any]:
+    """Parse and check one result (or failure record) file."""
     fix = f"delete {path} to re-run that run"
     try:
         data = json.loads(path.read_text())
@@ -72,11 +99,12 @@ def read_result(path: Path, run_id: str) -> dict[str, Any]:
         raise DataError(f"result file {path} cannot be read ({err}); {fix}") from None
     except json.JSONDecodeError as err:
         raise DataError(f"result file {path} is truncated or not JSON ({err.msg} at char {err.pos}); {fix}") from None
-    if not isinstance(data, dict) or data.get("format") != RESULT_FORMAT:
+    if not isinstance(data, dict) or data.get("format") != kind:
         found = data.get("format") if isinstance(data, dict) else type(data).__name__
-        raise DataError(f"result file {path} is not a polyplib campaign result (format {found!r}, expected "
-                        f"{RESULT_FORMAT!r}); move it out of the results folder")
-    missing = [k for k in REQUIRED if k not in data]
+        what = "result" if kind == RESULT_FORMAT else "failure record"
+        raise DataError(f"result file {path} is not a polyplib campaign {what} (format {found!r}, expected "
+                        f"{kind!r}); move it out of the results folder")
+    missing = [k for k in required if k not in data]
     if missing:
         raise DataError(f"result file {path} lacks {', '.join(missing)}; {fix}")
     if data["run_id"] != run_id:
