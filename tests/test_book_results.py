@@ -198,6 +198,16 @@ def test_polyp_sam_verdicts_wait_for_both_strategies_and_say_when_the_box_beats_
     store.save(fake_sam_result(runs[("decoder", 1)], rng, 0.5))
     store.save(fake_sam_result(runs[("full", 1)], rng, 0.7))
     assert book.sam_strategy_verdict(book.stored("lite", "polyp-sam", tmp_path))["verdict"] == "supported"
+    unseen = "cvc-colondb"  # full fine-tuning no better than decoder-only on the unseen centre: only partly
+    for key in (("full", 0), ("full", 1)):
+        result = store.find(runs[key])
+        for entry in result["tests"]:
+            if entry["key"] == unseen:
+                entry["per_image"]["dice"] = (np.array(entry["per_image"]["dice"]) - 0.2).round(5).tolist()
+        store.save(result)
+    partly = book.sam_strategy_verdict(book.stored("lite", "polyp-sam", tmp_path))
+    assert partly["verdict"] == "partly supported"
+    assert "on: kvasir-seg; not clearly on: cvc-colondb. Verdict: **partly supported**" in partly["text"]
 
 
 def test_ablation_verdict_judges_component_removals_against_seed_noise_and_waits_for_all_of_them(tmp_path):

@@ -432,16 +432,23 @@ def sam_strategy_verdict(view: CampaignView) -> dict[str, Any]:
                         f"{' and '.join(sorted(missing))} fine-tuning is not stored ({view.coverage()})."}
     full_better = bool((paired["verdict"] == "reference better").all())
     untested = bool(paired["seed p"].isna().any())  # one seed of a strategy: the image CI holds the seeds fixed
-    verdict = "open" if untested else "supported" if full_better else "not supported"
+    clear = paired.loc[paired["verdict"] == "reference better", "test"].tolist()
+    worse = bool((paired["verdict"] == "reference worse").any())
+    verdict = ("open" if untested else "supported" if full_better else "partly supported" if clear and not worse
+               else "not supported")
     scratch = (" Without SAM's pretraining a decoder-only run trains the prompt encoder and mask decoder on top of a "
                "**frozen random** image encoder: it measures what a random projection of the image gives, not SAM."
                if view.settings.from_scratch else "")
-    text = (f"**What the `{view.profile}` results say.** Full fine-tuning is "
-            f"{'clearly better than' if full_better else 'not clearly better than'} decoder-only on every test set "
-            f"(paired CI over images{', and the seed means differ' if not untested else ''})."
-            + (" With one seed of a strategy the spread between retrainings is untested, so the verdict stays "
-               "**open** until each strategy has two seeds." if untested else f" Verdict: **{verdict}**.")
-            + scratch)
+    if untested:
+        said = (f"Full fine-tuning is {'clearly better than' if full_better else 'not clearly better than'} "
+                "decoder-only on every test set (paired CI over images). With one seed of a strategy the spread between "
+                "retrainings is untested, so the verdict stays **open** until each strategy has two seeds.")
+    else:
+        unclear = [t for t in paired["test"] if t not in clear]
+        said = (f"Full fine-tuning is clearly better than decoder-only (paired CI over images above 0 and the seed "
+                f"means differ, p < 0.05) on: {', '.join(clear) or 'no test set'}"
+                + (f"; not clearly on: {', '.join(unclear)}" if unclear else "") + f". Verdict: **{verdict}**.")
+    text = f"**What the `{view.profile}` results say.** {said}{scratch}"
     return {"claim": claim,
             "ours": "; ".join(f"{r['test']}: Δ {r['Δ dice']:+.3f} {r['95% CI']}" for _, r in paired.iterrows()),
             "verdict": verdict, "text": text, "paired": paired}
