@@ -16,8 +16,8 @@ from polyplib.campaigns.runner import select
 from polyplib.errors import ConfigError
 
 RESULTS_DIR = REPO_ROOT / "results"
-STORED_PROFILES = ("lite", "full")
-MAX_NAMED = 8  # a heading names at most this many runs not run yet (else counts them)  # profiles whose results are committed under results/ and rendered by the book
+STORED_PROFILES = ("lite", "full")  # profiles whose results are committed under results/ and rendered by the book
+MAX_NAMED = 8  # a heading names at most this many runs not run yet (else counts them)
 
 
 @dataclasses.dataclass

@@ -237,9 +237,12 @@ def _round_row(row: dict[str, Any]) -> dict[str, Any]:
     return {k: round(v, 6) if isinstance(v, float) else v for k, v in row.items() if k != "time"}
 
 
+def train_log(work: str | Path, run_id: str) -> list[dict[str, Any]]:
+    """The rows of a run's training log in its work folder (none when it has not started)."""
+    log = work_dir(work, run_id) / "train" / "log.jsonl"
+    return [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.is_file() else []
+
+
 def epochs_done(work: str | Path, run_id: str) -> int:
     """Epochs a run's training log records (0 when it has not started)."""
-    log = work_dir(work, run_id) / "train" / "log.jsonl"
-    if not log.is_file():
-        return 0
-    return sum(1 for line in log.read_text().splitlines() if line.strip() and json.loads(line).get("epoch") is not None)
+    return sum(1 for row in train_log(work, run_id) if row.get("epoch") is not None)

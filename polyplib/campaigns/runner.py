@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
-import json
 import re
 import time
 import traceback
@@ -13,7 +12,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from polyplib.campaigns.declared import Campaign
-from polyplib.campaigns.execute import Outcome, default_work, epochs_done, execute, unavailable, work_dir
+from polyplib.campaigns.execute import Outcome, default_work, epochs_done, execute, train_log, unavailable, work_dir
 from polyplib.campaigns.spec import RunSpec
 from polyplib.campaigns.store import Store
 from polyplib.errors import ConfigError, DivergenceError, PolypError
@@ -139,7 +138,7 @@ def _job(payload: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(err, DivergenceError):
             raise  # bad input: the CLI's one-line error
         resolved = spec.resolved(ctx.device)
-        store.save_failure(resolved, str(err), _train_log(work_dir(ctx.work, resolved.run_id)))
+        store.save_failure(resolved, str(err), train_log(ctx.work, resolved.run_id))
         return dataclasses.asdict(Outcome(resolved.run_id, "failed", str(err)))
     except Exception as err:  # a bug or a crash in one run: say where its traceback is and go on with the others
         report = work_dir(ctx.work, spec.resolved(ctx.device).run_id) / "error.txt"
@@ -149,12 +148,6 @@ def _job(payload: dict[str, Any]) -> dict[str, Any]:
         return dataclasses.asdict(Outcome(report.parent.name, "failed", f"{type(err).__name__}: {message[:200]}; "
                                                                  f"traceback in {report}"))
     return dataclasses.asdict(outcome)
-
-
-def _train_log(folder: Path) -> list[dict[str, Any]]:
-    """The epochs a run logged in its work folder (none when it never finished one)."""
-    log = folder / "train" / "log.jsonl"
-    return [json.loads(line) for line in log.read_text().splitlines() if line] if log.is_file() else []
 
 
 def _payloads(campaigns: list[Campaign], ctx: Context, only: str | None, deadline: float | None) -> list[dict]:
