@@ -11,7 +11,7 @@ import pandas as pd
 
 from polyplib.book.profiles import REPO_ROOT, BookProfile, profile_settings
 from polyplib.campaigns import Campaign, Context, Store, coverage, get_campaigns, result_rows, run_campaigns
-from polyplib.campaigns.collect import recipe_name, short_commit
+from polyplib.campaigns.collect import missing_runs, recipe_name, short_commit
 from polyplib.campaigns.runner import select
 from polyplib.errors import ConfigError
 
@@ -70,9 +70,7 @@ class CampaignView:
 
     def missing_text(self) -> str:
         """Markdown sentence naming the declared runs no stored result fulfils, and why those that diverged did."""
-        present = {r["run_id"] for r in self.results}
-        missing = [run_label(spec.labels) for spec in self.campaign.runs
-                   if not any(form.run_id in present for form in spec.equivalents())]
+        missing = [run_label(spec.labels) for spec in missing_runs(self.campaign, self.results)]
         failed = [f"{label} (**diverged**: {self.failures[label]})" for label in missing if label in self.failures]
         waiting = [label for label in missing if label not in self.failures]
         parts = ([f"not run yet: {', '.join(waiting) if len(waiting) <= MAX_NAMED else f'{len(waiting)} runs'}"]

@@ -94,8 +94,12 @@ def provenance_table(results: list[dict[str, Any]]) -> "pd.DataFrame":
     return pd.DataFrame(rows)
 
 
-def coverage(campaign: Campaign, results: list[dict[str, Any]]) -> str:
-    """`k of n runs present` for a campaign (a run is present when a result of a recipe it resolves to is)."""
+def missing_runs(campaign: Campaign, results: list[dict[str, Any]]) -> list:
+    """The declared runs no result fulfils (a run is present when a result of a recipe it resolves to is)."""
     present = {r["run_id"] for r in results}
-    done = sum(any(form.run_id in present for form in spec.equivalents()) for spec in campaign.runs)
-    return f"{done} of {len(campaign.runs)} runs present"
+    return [spec for spec in campaign.runs if not any(form.run_id in present for form in spec.equivalents())]
+
+
+def coverage(campaign: Campaign, results: list[dict[str, Any]]) -> str:
+    """`k of n runs present` for a campaign."""
+    return f"{len(campaign.runs) - len(missing_runs(campaign, results))} of {len(campaign.runs)} runs present"

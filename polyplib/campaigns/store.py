@@ -72,9 +72,7 @@ class Store:
         return write_json_atomic(self.failure_path(spec.run_id), record)
 
     def failure(self, spec: "RunSpec") -> dict[str, Any] | None:
-        """The failure record of a declared run (any recipe it resolves to), unless a result fulfils it."""
-        if self.find(spec) is not None:
-            return None
+        """The failure record of a declared run (any recipe it resolves to); `save` drops it once the run is stored."""
         for form in spec.equivalents():
             path = self.failure_path(form.run_id)
             if path.is_file():
