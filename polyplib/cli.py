@@ -71,6 +71,8 @@ def cmd_datasets(args: argparse.Namespace) -> int:
         path = data.download(args.name, args.root)
         _print({"name": args.name, "path": str(path)}, args.json, f"{args.name} is at {path}")
         return 0
+    if args.action in ("segments", "duplicates"):
+        return _frame_structure(args)
     root = data.data_root(args.root)
     if not root.is_dir():
         origin = "--root" if args.root is not None else "the data root ($POLYPLIB_DATA or ~/.cache/polyplib/data)"
@@ -80,6 +82,37 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     text = "\n".join(f"{r['name']:<24} {r['pairs']:>6}  {r.get('path') or ''}" for r in rows)
     empty = f"no datasets under {data.data_root(args.root)}"
     _print(rows, args.json, f"{'dataset':<24} {'pairs':>6}  path\n{text}" if rows else empty)
+    return 0
+
+
+def _frame_structure(args: argparse.Namespace) -> int:
+    """`datasets segments NAME` and `datasets duplicates NAME`: which frames are not independent."""
+    from polyplib.data import frames, get_split
+    from polyplib.data.registry import find_pairs
+
+    if not args.name:
+        raise ConfigError(f"`polyplib datasets {args.action} NAME`: name the dataset (e.g. "
+                          f"{'cvc-colondb' if args.action == 'segments' else 'kvasir-seg'})")
+    if args.action == "segments":
+        if args.out and Path(args.out).exists():
+            raise ConfigError(f"--out {args.out} exists; name a new file (nothing is written over)")
+        derived = frames.derive_segments(args.name, args.root)
+        if args.out:
+            frames.write_segments(derived, args.out)
+        text = "\n".join([*(f"{m:<20} change points at frames {[derived['ids'][b] for b in bs]}"
+                             for m, bs in derived["methods"].items()),
+                           f"consensus: {len(derived['boundaries']) + 1} segments of the {derived['n_sequences']} "
+                           f"sequences, starting at frames {[derived['ids'][0], *(derived['ids'][b] for b in derived['boundaries'])]}"])
+        _print({k: v for k, v in derived.items()}, args.json, text)
+        return 0
+    pairs = find_pairs(args.name, args.root)
+    found = frames.near_duplicates({p.id: p.image_path for p in pairs})
+    leaks = frames.split_leaks(found, get_split(args.name, "gmsrf", args.root))
+    text = (f"{len(found)} near-duplicate pair(s) among {len(pairs)} frames of {args.name} (pHash distance <= "
+            f"{frames.DUPLICATE_BITS} of 64 bits and grey-thumbnail correlation >= {frames.DUPLICATE_CORRELATION}); "
+            f"{len(leaks)} cross the GMSRF split (seed 0)"
+            + "".join(f"\n  {r['a']} / {r['b']}: {r['bits']} bits, r {r['correlation']}, {r['parts']}" for r in leaks))
+    _print({"pairs": found, "leaks": leaks}, args.json, text)
     return 0
 
 
@@ -228,9 +261,13 @@ TRAIN_DEFAULTS = {"model": "gmsrf", "dataset": "kvasir-seg", "root": None, "prot
 
 def _own_commands(sub: argparse._SubParsersAction) -> None:
     """The parsers of this module's commands."""
-    p = sub.add_parser("datasets", help="datasets present under the data root; `datasets download NAME`")
-    p.add_argument("action", nargs="?", choices=("list", "download"), default="list", help="list or download")
-    p.add_argument("name", nargs="?", help="dataset to download")
+    p = sub.add_parser("datasets", help="datasets present under the data root; `datasets download NAME`; "
+                                        "`datasets segments cvc-colondb` (video segments), `datasets duplicates NAME`")
+    p.add_argument("action", nargs="?", choices=("list", "download", "segments", "duplicates"), default="list",
+                   help="list, download, derive the video segments of a dataset's frames, or find near-duplicate "
+                        "frames and the ones that cross the GMSRF split")
+    p.add_argument("name", nargs="?", help="dataset to download, segment or check for duplicates")
+    p.add_argument("--out", help="segments: write the id,segment table to this CSV file (refused if it exists)")
     p.add_argument("--root", help=ROOT_HELP)
     p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(func=cmd_datasets)

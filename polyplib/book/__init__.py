@@ -6,11 +6,12 @@ from polyplib.book.data import dataset_key, dataset_overview, dataset_statistics
 from polyplib.book.figures import pick_frames, render_figures, show_figure
 from polyplib.book.experiments import RECIPE_FIELDS, load_model, predict, recipe_table
 from polyplib.book.profiles import PROFILES, REPO_ROOT, BookProfile, profile_settings, setup_notebook
+from polyplib.book.analysis import Verdict, comparisons, gap_table, image_means, interval_table, report_card
+from polyplib.book.plots import gap_figure, jitter_figure, learning_curves
 from polyplib.book.reports import (
-    GMSRF_COLUMNS, PRANET_COLUMNS, SAM_COLUMNS, ablation_section, ablation_verdict, sam_paper_side_by_side,
-    sam_strategy_verdict, show_paper_tables, verdict_table, cross_dataset_section, cross_dataset_verdict,
-    gap_figure, image_means, interval_table, learning_curves, paired_table, paper_side_by_side, sam_prompt_section,
-    sam_strategy_section, training_section, precision_section, precision_verdict, stored_bench_section,
+    GMSRF_COLUMNS, how_we_decide, PRANET_COLUMNS, SAM_COLUMNS, Section, ablation_section, ablation_verdict,
+    cross_dataset_section, paper_side_by_side, precision_section, sam_paper_side_by_side, sam_prompt_section,
+    sam_strategy_section, show_paper_tables, stored_bench_section, training_section, unit_section, verdict_table,
 )
 from polyplib.book.results import (
     RESULTS_DIR, STORED_PROFILES, CampaignView, campaign, first_result, results_index, smoke_label, stored, stored_views,
@@ -25,10 +26,10 @@ __all__ = [
     "RECIPE_FIELDS", "recipe_table", "load_model", "predict", "model_options",
     "GMSRF_COLUMNS", "PRANET_COLUMNS", "SAM_COLUMNS", "CampaignView", "campaign", "stored", "stored_views",
     "results_index", "first_result", "smoke_label", "verdict_table", "show_paper_tables", "sam_paper_side_by_side",
-    "variant_costs", "ablation_verdict", "sam_strategy_verdict", "training_section", "cross_dataset_section", "cross_dataset_verdict",
+    "variant_costs", "ablation_verdict", "training_section", "cross_dataset_section", "unit_section",
     "ablation_section", "sam_strategy_section", "sam_prompt_section", "paper_side_by_side", "interval_table",
-    "paired_table", "image_means", "gap_figure", "learning_curves", "precision_section", "precision_verdict",
-    "stored_bench_section",
+    "comparisons", "image_means", "gap_table", "report_card", "gap_figure", "jitter_figure", "learning_curves",
+    "precision_section", "stored_bench_section", "Section", "Verdict", "how_we_decide",
     "sam_label", "describe_sam", "GMSRFTrace", "trace_gmsrf", "block_costs", "compare_variants", "copy_to_meta",
     "pick_frames", "render_figures", "show_figure", "execute_notebooks", "stage_book", "build_html", "run_book", "add_cli",
 ]

@@ -17,7 +17,8 @@ from polyplib.campaigns.store import RESULT_FORMAT, Store
 from polyplib.errors import DataError
 
 # per-image scores kept in the store (paired statistics); summary means keep every metric
-PER_IMAGE = ("dice", "iou", "meanDice", "meanIoU", "wFm", "Sm", "meanEm", "MAE", "monaiDice", "monaiIoU")
+PER_IMAGE = ("dice", "iou", "meanDice", "meanIoU", "wFm", "Sm", "meanEm", "MAE", "monaiDice", "monaiIoU",
+             "hd95", "nsd", "area", "pred_empty")  # the report card: boundary (MONAI), polyp size, empty predictions
 DIGITS = 5
 
 
@@ -99,12 +100,15 @@ def sha256_ids(ids: list[str]) -> str:
 
 def _per_image(table) -> dict[str, list]:
     cols = [c for c in PER_IMAGE if c in table.columns]
-    return {"id": table["id"].astype(str).tolist(), **{c: table[c].round(DIGITS).tolist() for c in cols}}
+    rounded = {c: [None if v != v else v for v in table[c].round(DIGITS).tolist()] for c in cols}  # JSON: no NaN
+    segment = {"segment": table["segment"].astype(int).tolist()} if "segment" in table else {}
+    return {"id": table["id"].astype(str).tolist(), **rounded, **segment}
 
 
 def _eval_entry(test: dict[str, Any], prompt: str, result, detector: dict[str, Any] | None = None) -> dict[str, Any]:
     entry = {"key": test["key"], "split": test["split"], "protocol": test["protocol"], "prompt": prompt,
-             "n": int(result.summary["n"]), "means": {k: round(float(v), 6) for k, v in result.summary["means"].items()},
+             "n": int(result.summary["n"]), "means": {k: round(float(v), 6) for k, v in result.summary["means"].items()
+                                                       if v == v},  # a column NaN on every image has no mean
              "per_image": _per_image(result.per_image)}
     return entry if detector is None else {**entry, "detector": detector}
 

@@ -148,14 +148,16 @@ def _resize_prob(prob: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 def score_image(prob: torch.Tensor, mask: torch.Tensor, prob_orig: torch.Tensor, mask_orig: torch.Tensor,
                 monai: bool = False) -> dict:
-    """GMSRF metrics on the model-size map, PraNet metrics at the original size, and with `monai` the Polyp-SAM
-    protocol (MONAI DiceMetric / MeanIoU on [1,H,W] at the original size: `monaiDice`, `monaiIoU`)."""
-    from polyplib.metrics import gmsrf_metrics, monai_metrics, pranet_metrics
+    """GMSRF metrics on the model-size map, PraNet metrics and the report card (HD95, NSD, polyp area) at the original
+    size, and with `monai` the Polyp-SAM protocol (MONAI DiceMetric / MeanIoU on [1,H,W]: `monaiDice`, `monaiIoU`)."""
+    from polyplib.metrics import boundary_metrics, gmsrf_metrics, monai_metrics, pranet_metrics
 
     gm = gmsrf_metrics(_resize_prob(prob, mask.shape[-2:])[0].numpy(), mask[0].numpy() > 0.5)
-    pm = pranet_metrics(prob_orig[0].numpy(), mask_orig[0].numpy() > 0.5)
-    mm = monai_metrics(prob_orig[0].numpy(), mask_orig[0].numpy() > 0.5) if monai else {}
-    return {**{k: float(gm[k]) for k in GMSRF_KEYS}, **{k: float(v) for k, v in pm.items() if np.isscalar(v)}, **mm}
+    prob_np, gt_np = prob_orig[0].numpy(), mask_orig[0].numpy() > 0.5
+    pm = pranet_metrics(prob_np, gt_np)
+    mm = monai_metrics(prob_np, gt_np) if monai else {}
+    return {**{k: float(gm[k]) for k in GMSRF_KEYS}, **{k: float(v) for k, v in pm.items() if np.isscalar(v)}, **mm,
+            **boundary_metrics(prob_np, gt_np)}
 
 
 def evaluate(model: nn.Module | str | Path | None, dataset: str, *, out_dir: str | Path | None = None,
@@ -169,6 +171,7 @@ def evaluate(model: nn.Module | str | Path | None, dataset: str, *, out_dir: str
     unless `overwrite`. Models with `native_resolution` (Polyp-SAM) get original-resolution images one at a time (they
     resize their own input) and add the MONAI protocol columns, as does `monai=True`."""
     from polyplib.data import load_dataset
+    from polyplib.data.frames import shipped_segments
 
     check_positive(batch_size, "--batch-size")
     check_positive(image_size, "--image-size")
@@ -223,7 +226,10 @@ def evaluate(model: nn.Module | str | Path | None, dataset: str, *, out_dir: str
                 write_png(pred_dir / f"{item['id']}.png", (prob_orig[0].numpy() * 255).round().astype(np.uint8))
             index += 1
     table = pd.DataFrame(rows)
-    metrics = [c for c in table.columns if c not in ("id", "dataset")]
+    segments = shipped_segments(dataset)
+    if segments is not None:
+        table["segment"] = table["id"].astype(str).map(segments)
+    metrics = [c for c in table.columns if c not in ("id", "dataset", "segment")]
     summary = {**identity, "n": len(table), "means": table[metrics].mean().to_dict(),
                "std": table[metrics].std(ddof=0).to_dict(), **labels, **provenance()}
     files = {"csv": out / "per_image.csv", "summary": out / "summary.json"}
