@@ -93,9 +93,9 @@ def _frame_structure(args: argparse.Namespace) -> int:
     if not args.name:
         raise ConfigError(f"`polyplib datasets {args.action} NAME`: name the dataset (e.g. "
                           f"{'cvc-colondb' if args.action == 'segments' else 'kvasir-seg'})")
+    if args.out and Path(args.out).exists():
+        raise ConfigError(f"--out {args.out} exists; name a new file (nothing is written over)")
     if args.action == "segments":
-        if args.out and Path(args.out).exists():
-            raise ConfigError(f"--out {args.out} exists; name a new file (nothing is written over)")
         derived = frames.derive_segments(args.name, args.root)
         if args.out:
             frames.write_segments(derived, args.out)
@@ -107,6 +107,8 @@ def _frame_structure(args: argparse.Namespace) -> int:
         return 0
     pairs = find_pairs(args.name, args.root)
     found = frames.near_duplicates({p.id: p.image_path for p in pairs})
+    if args.out:
+        frames.write_duplicates(found, args.out)
     leaks = frames.split_leaks(found, get_split(args.name, "gmsrf", args.root))
     text = (f"{len(found)} near-duplicate pair(s) among {len(pairs)} frames of {args.name} (pHash distance <= "
             f"{frames.DUPLICATE_BITS} of 64 bits and grey-thumbnail correlation >= {frames.DUPLICATE_CORRELATION}); "
@@ -267,7 +269,7 @@ def _own_commands(sub: argparse._SubParsersAction) -> None:
                    help="list, download, derive the video segments of a dataset's frames, or find near-duplicate "
                         "frames and the ones that cross the GMSRF split")
     p.add_argument("name", nargs="?", help="dataset to download, segment or check for duplicates")
-    p.add_argument("--out", help="segments: write the id,segment table to this CSV file (refused if it exists)")
+    p.add_argument("--out", help="segments / duplicates: write the table to this CSV file (refused if it exists)")
     p.add_argument("--root", help=ROOT_HELP)
     p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(func=cmd_datasets)

@@ -20,7 +20,7 @@ import pandas as pd
 from polyplib.book.results import CampaignView
 from polyplib.campaigns import per_image
 from polyplib.campaigns.collect import recipe_name
-from polyplib.data.frames import shipped_segments
+from polyplib.data.frames import shipped_duplicates, shipped_segments
 from polyplib.metrics.boundary import NSD_TOLERANCE, SIZE_BINS, size_class
 from polyplib.stats import (ALPHA, EQUIVALENCE_MARGIN, block_length, cluster_bootstrap_ci, contiguous_blocks,
                             equivalence_test, holm, lag1_autocorrelation, paired_comparison, seed_comparison)
@@ -192,6 +192,25 @@ def gap_table(view: CampaignView, metric: str = "dice", by: str = "model") -> pd
         rows.append({by: name, "seeds": len(gaps), "source": per_seed["source"].mean(),
                      "unseen": per_seed["unseen"].mean(), "gap": gaps.mean(),
                      "95% CI (seeds)": f"[{gaps.mean() - half:.2f}, {gaps.mean() + half:.2f}]" if len(gaps) > 1 else "–"})
+    return pd.DataFrame(rows)
+
+
+def leak_table(view: CampaignView, metric: str = "dice", by: str = "model") -> pd.DataFrame:
+    """Source test images with a near-duplicate outside the test split (`polyplib datasets duplicates`), and each
+    group's mean with and without them: how much the leak can move the seen-centre score."""
+    frame = view.frame
+    rows = []
+    for test in dict.fromkeys(frame.loc[frame["kind"] == "source", "test"]):
+        pairs = shipped_duplicates(test)
+        table = image_means(view, test, by=by, metric=metric)
+        present = set(table.index.astype(str))
+        leaked = sorted({a if a in present else b for a, b in pairs if (a in present) != (b in present)})
+        if not leaked:
+            continue
+        for group in table.columns:
+            kept = table.loc[~table.index.astype(str).isin(leaked), group]
+            rows.append({by: group, "test": test, "leaked images": len(leaked), f"{metric} (all)": table[group].mean(),
+                         f"{metric} (without leaked)": kept.mean(), "Δ": table[group].mean() - kept.mean()})
     return pd.DataFrame(rows)
 
 

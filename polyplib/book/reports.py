@@ -125,6 +125,10 @@ def cross_dataset_section(view: CampaignView) -> Section:
     section.table(analysis.interval_table(view), f"{view.profile}: Dice over images (seed-averaged) with its 95 % "
                                                  "CI over independent units")
     _report_card(section, view)
+    leaks = analysis.leak_table(view)
+    if not leaks.empty:
+        section.table(leaks, f"{view.profile}: source test images with a near-duplicate in the training or validation "
+                             "split, and the mean without them")
     verdict = analysis.generalisation_verdict(view)
     section.verdict = verdict
     _verdict_tables(section, verdict, f"{view.profile}: {REFERENCE} minus each baseline on the unseen centre")

@@ -20,6 +20,7 @@ from polyplib.errors import DataError
 
 N_SEQUENCES = {"cvc-colondb": 15}  # Bernal, Sánchez, Vilariño, Pattern Recognition 2012
 SHIPPED = {"cvc-colondb": "cvc-colondb-segments.csv"}  # polyplib/data/metadata/, written by `polyplib datasets segments`
+SHIPPED_DUPLICATES = {"kvasir-seg": "kvasir-seg-near-duplicates.csv"}  # by `polyplib datasets duplicates --out`
 COSTS = ("l2", "rbf")
 MIN_SIZE = 3  # frames: the shortest segment the detector may return
 TOLERANCE = 1  # frames: boundaries of two descriptions this close are the same boundary
@@ -113,6 +114,26 @@ def shipped_segments(name: str) -> dict[str, int] | None:
 def _grey_thumbnail(image) -> np.ndarray:
     grey = np.asarray(image.convert("L").resize((64, 64)), dtype=np.float64).ravel()
     return (grey - grey.mean()) / (grey.std() + 1e-6)
+
+
+def shipped_duplicates(name: str) -> list[tuple[str, str]]:
+    """The near-duplicate pairs shipped with polyplib for a dataset (empty for datasets without such a list)."""
+    if name not in SHIPPED_DUPLICATES:
+        return []
+    text = resources.files("polyplib.data").joinpath("metadata", SHIPPED_DUPLICATES[name]).read_text()
+    return [(row["a"], row["b"]) for row in csv.DictReader(text.splitlines())]
+
+
+def write_duplicates(pairs: list[tuple[str, str, int, float]], path: str | os.PathLike) -> Path:
+    """The near-duplicate pairs as CSV (a, b, bits, correlation), written under a temporary name, then renamed."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["a", "b", "bits", "correlation"])
+        writer.writerows(pairs)
+    tmp.replace(path)
+    return path
 
 
 def near_duplicates(paths: dict[str, Path], max_bits: int = DUPLICATE_BITS,
