@@ -279,3 +279,14 @@ def test_ablations_are_compared_with_the_full_network_of_their_own_training_reci
     assert paired.loc[("cvc-colondb", "GMSRF-Net − no MSFS"), "recipe"] == "bf16 + channels-last"
     heading = book.stored("lite", "ablations", tmp_path).heading()
     assert "fp32 NCHW: no CMSA seed 0" in heading and "bf16 + channels-last: no MSFS seed 0" in heading
+
+
+def test_mixed_model_cross_check_recovers_the_difference_with_crossed_run_and_unit_effects(stored_lite):
+    view = book.stored("lite", "cross-dataset", stored_lite)
+    table = book.analysis.mixed_model_table(view, "cvc-colondb").set_index("comparison")
+    row = table.loc["GMSRF-Net − U-Net"]
+    assert row["runs"] == 4 and row["units"] == N_UNSEEN  # two seeds a side, each image its own unit
+    assert row["mixed model Δ"] == pytest.approx(row["cluster bootstrap Δ"], abs=1e-6)  # equal-sized units
+    low, high = (float(x) for x in row["95% CI (Wald)"].strip("[]").split(","))
+    assert low < 0.1 < high and row["Wald p"] < 0.05
+    assert table.loc["GMSRF-Net − U-Net++", "Wald p"] > 0.05

@@ -142,7 +142,7 @@ def test_cpu_defaults_follow_the_hardware_and_explicit_settings_win():
     from polyplib.engine.trainer import build_optimizer, native_bf16_cpu, resolve_channels_last, resolve_precision
 
     cpu = torch.device("cpu")
-    native = native_bf16_cpu()  # auto: bf16 where the CPU computes it (the lite check keeps accuracy), fp32 elsewhere
+    native = native_bf16_cpu()  # auto: bf16 where the CPU computes it (chapter 3 checks the accuracy), fp32 elsewhere
     assert isinstance(native, bool) and resolve_precision("auto", cpu) == ((torch.bfloat16 if native else None), False)
     assert resolve_precision("fp32", cpu) == (None, False) and resolve_precision("bf16", cpu) == (torch.bfloat16, False)
     assert resolve_channels_last(None, cpu, torch.bfloat16) and not resolve_channels_last(None, cpu, None)

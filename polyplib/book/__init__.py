@@ -1,4 +1,9 @@
 """The research book: profiles, campaign results with provenance, chapter reports, papermill runner, HTML build."""
+import warnings
+
+# tqdm.auto in a kernel without ipywidgets warns once on stderr; the chapters pass progress=False, so the warning says
+# nothing about them and would make their outputs depend on whether ipywidgets is installed
+warnings.filterwarnings("ignore", message="IProgress not found")
 from polyplib.book.architecture import (
     GMSRFTrace, block_costs, compare_variants, copy_to_meta, trace_gmsrf, variant_costs,
 )

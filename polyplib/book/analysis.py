@@ -144,7 +144,7 @@ def _name(row: pd.Series) -> str:
 def _evidence(row: pd.Series, metric: str = "dice") -> str:
     holm_p = "no seed test (one seed)" if not np.isfinite(row["Holm p"]) else f"Holm p {row['Holm p']:.2g}"
     mde = f", MDE {row['MDE (80 %)']:.2f}" if np.isfinite(row["MDE (80 %)"]) else ""
-    return (f"{_name(row)} on {row['test']}: Δ {row[f'Δ {metric}']:+.3f}, CI over {row['units'].split(' ', 1)[1]} "
+    return (f"{row['comparison']} on {row['test']}: Δ {row[f'Δ {metric}']:+.3f}, CI over {row['units'].split(' ', 1)[1]} "
             f"{row['95% CI (units)']}, {row['seeds']} seeds, {holm_p}{mde}")
 
 
@@ -236,6 +236,42 @@ def unit_sensitivity(view: CampaignView, test: str, reference: str = REFERENCE, 
                          f"blocks of {auto}" else ""), "units": len(set(clusters.tolist())), "Δ": diff.mean(),
                          "95% CI": f"[{low:+.2f}, {high:+.2f}]", "CI width": high - low,
                          "lag-1 autocorrelation": lag1_autocorrelation(diff)})
+    return pd.DataFrame(rows)
+
+
+def mixed_model_table(view: CampaignView, test: str, reference: str = REFERENCE, by: str = "model",
+                      metric: str = "dice") -> pd.DataFrame:
+    """Cross-check of the verdict's evidence with one model for both sources of variation: a linear mixed model
+    (`statsmodels` MixedLM, REML) of the run-by-unit mean metric with a fixed effect for `reference` and crossed random
+    intercepts for the training run and the unit (video segment), beside the cluster-bootstrap CI of the same
+    comparison. Units are weighted equally here (the bootstrap weights frames), and the model's Wald test has no
+    small-sample correction for the few runs per model: it is shown, not used for verdicts."""
+    import warnings
+
+    import statsmodels.formula.api as smf
+
+    scores = per_image(view.results, test)
+    if scores.empty or reference not in set(scores[by]):
+        return pd.DataFrame()
+    scores = scores.assign(unit=units(test, scores["id"])[0])
+    boot = comparisons(view, reference, metric, by=by, tests=(test,)).set_index("comparison")
+    rows = []
+    for other in (g for g in dict.fromkeys(scores[by]) if g != reference):
+        pair = scores[scores[by].isin([reference, other])]
+        cells = pair.groupby([by, "run_id", "unit"], as_index=False)[metric].mean()
+        cells["is_reference"], cells["all"] = (cells[by] == reference).astype(float), 1
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # convergence chatter of the variance components on few runs
+            fit = smf.mixedlm(f"{metric} ~ is_reference", cells, groups="all",
+                              vc_formula={"run": "0 + C(run_id)", "unit": "0 + C(unit)"}).fit(reml=True)
+        low, high = fit.conf_int().loc["is_reference"]
+        name = f"{reference} − {other}"
+        rows.append({"comparison": name, "runs": cells["run_id"].nunique(), "units": cells["unit"].nunique(),
+                     "mixed model Δ": fit.fe_params["is_reference"], "95% CI (Wald)": f"[{low:+.2f}, {high:+.2f}]",
+                     "Wald p": fit.pvalues["is_reference"],
+                     "cluster bootstrap Δ": boot.loc[name, f"Δ {metric}"] if name in boot.index else np.nan,
+                     "95% CI (bootstrap)": boot.loc[name, "95% CI (units)"] if name in boot.index else "–",
+                     "Welch p (seeds)": boot.loc[name, "seed p"] if name in boot.index else np.nan})
     return pd.DataFrame(rows)
 
 

@@ -156,7 +156,12 @@ def unit_section(view: CampaignView, test: str = "cvc-colondb") -> Section:
         return section
     section.has_results = True
     section.table(table, f"{view.profile}: 95 % CI of {REFERENCE} − each baseline on {test}, by the unit resampled")
-    return section
+    section.table(analysis.mixed_model_table(view, test), f"{view.profile}: cross-check with one model for seeds and "
+                  "segments (linear mixed model, crossed random intercepts for run and video segment)")
+    return section.md("The mixed model weights each video segment equally (the bootstrap weights frames) and its Wald "
+                      "test has no small-sample correction for three runs per model, so it is more liberal than the "
+                      "Welch test over seeds; it is shown as a cross-check, and the verdicts rest on the cluster "
+                      "bootstrap and the Welch test.")
 
 
 def training_section(view: CampaignView) -> Section:
