@@ -53,7 +53,7 @@ def units(test: str, ids: Any) -> tuple[np.ndarray, str]:
     ids = [str(i) for i in ids]
     if segments is not None and all(i in segments for i in ids):
         return np.array([segments[i] for i in ids]), "video segments"
-    return np.arange(len(ids)), "images"
+    return pd.factorize(pd.Series(ids))[0], "images"
 
 
 def image_means(view: CampaignView, test: str, prompt: str = "none", by: str = "model",
