@@ -7,6 +7,7 @@ import importlib
 import json
 import re
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -142,7 +143,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     result = evaluate(args.checkpoint, args.dataset, out_dir=args.out, root=args.root, split=args.split,
                       protocol=args.protocol, image_size=args.image_size, batch_size=args.batch_size,
                       save_predictions=args.save_predictions, overlays=not args.no_overlays, device=args.device,
-                      dataset_options=parse_options(args.set), progress=not args.json, overwrite=args.overwrite)
+                      dataset_options=parse_options(args.set), progress=not (args.json or args.no_progress),
+                      overwrite=args.overwrite)
     summary = result.summary
     text = "\n".join(f"{k:<12} {v:.4f}" for k, v in summary["means"].items())
     labels = "".join(f"\n{k:<12} {summary[k]}" for k in ("prompt_source", "pretrained_source") if k in summary)
@@ -157,8 +159,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from polyplib.engine.evaluate import predict_folder
 
     written = predict_folder(args.checkpoint, args.input, args.out, image_size=args.image_size,
-                             threshold=args.threshold, device=args.device, progress=not args.json,
-                             overwrite=args.overwrite)
+                             threshold=args.threshold, device=args.device,
+                             progress=not (args.json or args.no_progress), overwrite=args.overwrite)
     _print([str(p) for p in written], args.json, f"wrote {len(written)} masks to {args.out}")
     return 0
 
@@ -282,6 +284,7 @@ def _own_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="dataset options, e.g. n=16 (synthpolyp)")
     p.add_argument("--no-overlays", action="store_true", help="skip the best/median/worst overlay figure")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(func=cmd_evaluate)
 
@@ -293,6 +296,7 @@ def _own_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--image-size", type=int, default=None, help="model input size (default: the training size)")
     p.add_argument("--threshold", type=float, default=0.5, help="probability above which a pixel is polyp")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(func=cmd_predict)
 
@@ -385,6 +389,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = argv[0] if argv else ""
     own = command in OWN_COMMANDS  # skip importing the other commands' modules (fast start-up)
     args = build_parser(external=not own, command=command).parse_args(argv)
+    plain = warnings.formatwarning  # warnings as one line each: `polyplib COMMAND: warning: ...`
+    warnings.formatwarning = lambda message, *_, **__: f"polyplib {args.command}: warning: {message}\n"
     try:
         return int(args.func(args) or 0)
     except PolypError as err:
@@ -393,6 +399,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"polyplib {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.formatwarning = plain
 
 
 if __name__ == "__main__":
