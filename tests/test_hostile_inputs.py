@@ -62,3 +62,42 @@ def test_a_failed_predict_leaves_no_empty_folder(capsys, checkpoint, images, tmp
     (images / "a.jpg").write_bytes(b"broken too")
     fails(capsys, ["predict", checkpoint, images, "--out", tmp_path / "new"], "wrote 0 masks", "a.jpg, b.jpg")
     assert not (tmp_path / "new").exists()
+
+
+# -- evaluate ---------------------------------------------------------------------------------------------------
+def evaluate_args(checkpoint: Path, out: Path, *more: str) -> list[str]:
+    return ["evaluate", str(checkpoint), "--dataset", "synthpolyp", "--image-size", "64", "--out", str(out),
+            "--no-overlays", "--json", *more]
+
+
+def test_evaluate_identity_holds_the_dataset_options_and_data_root(capsys, checkpoint, tmp_path):
+    """S2: `--set n=8` then `--set n=6` into one --out silently replaced the first evaluation."""
+    out = tmp_path / "eval"
+    assert cli.main(evaluate_args(checkpoint, out, "--set", "n=8")) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n"] == 8 and summary["dataset_options"] == {"n": 8} and "data_root" in summary
+    capsys.readouterr()
+    before = snapshot(tmp_path)
+    fails(capsys, evaluate_args(checkpoint, out, "--set", "n=6"), "holds another evaluation", "dataset_options",
+          "--overwrite")
+    assert snapshot(tmp_path) == before
+    assert cli.main(evaluate_args(checkpoint, out, "--set", "n=8")) == 0  # the same evaluation again: replaced
+    assert cli.main(evaluate_args(checkpoint, out, "--set", "n=6", "--overwrite")) == 0
+    assert json.loads((out / "summary.json").read_text())["n"] == 6
+
+
+def test_evaluate_names_images_too_small_for_the_emeasure(checkpoint, tmp_path):
+    """S4: a 1x1 image gave meanEm 2.2e15, averaged into summary.json."""
+    from polyplib.engine.evaluate import evaluate
+    from test_data_layouts import write_pair
+
+    root = tmp_path / "data"
+    for name, hw in (("tiny", (1, 1)), ("two", (2, 2)), ("three", (3, 3)), ("big", (40, 48))):
+        write_pair(root / "Kvasir-SEG", name, ".jpg", hw=hw)
+    with pytest.warns(DataWarning, match=r"1 image\(s\) too small for the E-measure .*: tiny$"):
+        result = evaluate(checkpoint, "kvasir-seg", out_dir=tmp_path / "e", root=str(root), image_size=32,
+                          overlays=False, progress=False)
+    rows = result.per_image.set_index("id")
+    assert np.isnan(rows.loc["tiny", "meanEm"]) and rows[["meanEm", "maxEm"]].drop("tiny").le(1).all().all()
+    assert 0 <= result.summary["means"]["meanEm"] <= 1 and result.summary["too_small_for_em"] == ["tiny"]
+    assert result.summary["means"]["meanEm"] == pytest.approx(rows["meanEm"].drop("tiny").mean())

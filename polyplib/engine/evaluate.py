@@ -30,7 +30,8 @@ PredictFn = Callable[[dict[str, Any]], torch.Tensor]
 GMSRF_KEYS = ("dice", "iou", "recall", "precision")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
 EVAL_FILES = ("per_image.csv", "summary.json", "overlays.png", "predictions")  # what `evaluate` writes in out_dir
-EVAL_IDENTITY = ("checkpoint", "dataset", "split", "protocol", "image_size")  # same values: the same evaluation
+# same values: the same evaluation (everything that changes its numbers but the checkpoint file's content)
+EVAL_IDENTITY = ("checkpoint", "dataset", "split", "protocol", "image_size", "dataset_options", "data_root")
 
 
 @dataclass
@@ -88,14 +89,16 @@ def default_eval_dir(checkpoint: str | Path, dataset: str, split: str | None) ->
     return checkpoint.parent / "-".join(["eval", checkpoint.stem, dataset] + ([split] if split else []))
 
 
-def _same_evaluation(recorded: dict[str, Any], now: dict[str, Any]) -> bool:
+def _differences(recorded: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """The EVAL_IDENTITY fields in which a recorded evaluation differs from this one."""
+    differ = []
     for key in EVAL_IDENTITY:
         a, b = recorded.get(key), now.get(key)
         if key == "checkpoint" and a is not None and b is not None:
             a, b = Path(a).resolve(), Path(b).resolve()
         if a != b:
-            return False
-    return True
+            differ.append(key)
+    return differ
 
 
 def claim_eval_dir(out: Path, identity: dict[str, Any], overwrite: bool) -> None:
@@ -108,9 +111,11 @@ def claim_eval_dir(out: Path, identity: dict[str, Any], overwrite: bool) -> None
         recorded = json.loads((out / "summary.json").read_text())
     except (OSError, ValueError):
         recorded = {}
-    if not overwrite and not (isinstance(recorded, dict) and _same_evaluation(recorded, identity)):
-        what = (f"checkpoint {recorded.get('checkpoint')} on {recorded.get('dataset')} split {recorded.get('split')}"
-                if isinstance(recorded, dict) and recorded else f"files {', '.join(p.name for p in present)}")
+    differ = _differences(recorded, identity) if isinstance(recorded, dict) else ["summary.json"]
+    if not overwrite and differ:
+        what = (f"checkpoint {recorded.get('checkpoint')} on {recorded.get('dataset')} split {recorded.get('split')}, "
+                f"differing in {', '.join(differ)}" if isinstance(recorded, dict) and recorded
+                else f"files {', '.join(p.name for p in present)}")
         raise ConfigError(f"--out {out} holds another evaluation ({what}); pass --overwrite to replace it "
                           "or choose another --out")
     for path in present:
@@ -171,7 +176,7 @@ def evaluate(model: nn.Module | str | Path | None, dataset: str, *, out_dir: str
     `out_dir=None` (checkpoint paths only): `default_eval_dir`. A folder holding another evaluation is refused
     unless `overwrite`. Models with `native_resolution` (Polyp-SAM) get original-resolution images one at a time (they
     resize their own input) and add the MONAI protocol columns, as does `monai=True`."""
-    from polyplib.data import load_dataset
+    from polyplib.data import data_root, load_dataset
 
     check_positive(batch_size, "--batch-size")
     check_positive(image_size, "--image-size")
@@ -200,7 +205,8 @@ def evaluate(model: nn.Module | str | Path | None, dataset: str, *, out_dir: str
     if len(ds) == 0:
         raise DataError(f"dataset {dataset!r} split {split!r} is empty; check the data root and split name")
     identity = {"checkpoint": checkpoint, "dataset": dataset, "split": split, "protocol": protocol if split else None,
-                "image_size": image_size}
+                "image_size": image_size, "dataset_options": dict(dataset_options or {}),
+                "data_root": None if dataset == "synthpolyp" else str(data_root(root).resolve())}
     out.mkdir(parents=True, exist_ok=True)
     claim_eval_dir(out, identity, overwrite)
     pred_dir = out / "predictions"
@@ -227,6 +233,12 @@ def evaluate(model: nn.Module | str | Path | None, dataset: str, *, out_dir: str
             index += 1
     table = pd.DataFrame(rows)
     metrics = [c for c in table.columns if c not in ("id", "dataset")]
+    too_small = table.loc[table["meanEm"].isna(), "id"].astype(str).tolist()
+    if too_small:
+        warnings.warn(f"{dataset}: {len(too_small)} image(s) too small for the E-measure (a single pixel) are left out "
+                      f"of meanEm and maxEm: {', '.join(too_small[:5])}{' ...' if len(too_small) > 5 else ''}",
+                      DataWarning, stacklevel=2)
+        labels["too_small_for_em"] = too_small
     summary = {**identity, "n": len(table), "means": table[metrics].mean().to_dict(),
                "std": table[metrics].std(ddof=0).to_dict(), **labels, **provenance()}
     files = {"csv": out / "per_image.csv", "summary": out / "summary.json"}
