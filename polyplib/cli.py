@@ -25,11 +25,12 @@ OWN_COMMANDS = ("datasets", "train", "evaluate", "predict", "describe", "prepare
 
 
 class HelpFormatter(argparse.HelpFormatter):
-    """Every option's help ends with its default (unless that is None, False or empty)."""
+    """Every option's help ends with its default (unless the help names it, or it is None, a flag's or empty)."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if "%(default)" not in text and action.option_strings and action.default not in (None, False, [], ()) \
+        if "%(default)" not in text and "(default" not in text and action.option_strings \
+                and not isinstance(action.default, bool) and action.default not in (None, [], ()) \
                 and action.default is not argparse.SUPPRESS:
             text += " (default: %(default)s)"
         return text

@@ -1,5 +1,6 @@
 """Issue 23: probes of a hostile file system and bad input; each is one line, exit status 1, and changes nothing."""
 import json
+import shutil
 from pathlib import Path
 
 import cv2
@@ -9,6 +10,8 @@ import pytest
 from polyplib import cli
 from polyplib.data import DataWarning
 from test_reliability import checkpoint, fails, images  # noqa: F401  (fixtures)
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def snapshot(root: Path) -> dict[str, tuple]:
@@ -101,3 +104,83 @@ def test_evaluate_names_images_too_small_for_the_emeasure(checkpoint, tmp_path):
     assert np.isnan(rows.loc["tiny", "meanEm"]) and rows[["meanEm", "maxEm"]].drop("tiny").le(1).all().all()
     assert 0 <= result.summary["means"]["meanEm"] <= 1 and result.summary["too_small_for_em"] == ["tiny"]
     assert result.summary["means"]["meanEm"] == pytest.approx(rows["meanEm"].drop("tiny").mean())
+
+
+# -- campaign ---------------------------------------------------------------------------------------------------
+@pytest.fixture
+def lite_results(tmp_path: Path) -> Path:
+    """A results folder holding the committed lite GMSRF-Net cross-dataset runs (three seeds)."""
+    folder = tmp_path / "results" / "lite" / "cross-dataset"
+    folder.mkdir(parents=True)
+    for path in (REPO / "results" / "lite" / "cross-dataset").glob("*.json"):
+        if json.loads(path.read_text())["spec"]["labels"]["model"] == "GMSRF-Net":
+            shutil.copy(path, folder)
+    return tmp_path / "results"
+
+
+def collect(results: Path, *more) -> list[str]:
+    return ["campaign", "collect", "lite", "cross-dataset", "--results", str(results), *map(str, more)]
+
+
+def test_collect_out_never_writes_over_a_file_and_names_bad_paths(capsys, lite_results, tmp_path):
+    """S3, S8, S9: an existing --out was overwritten; /proc/x.csv and a missing parent folder were tracebacks."""
+    mine = tmp_path / "mine.csv"
+    mine.write_text("my table")
+    fails(capsys, collect(lite_results, "--out", mine), str(mine), "already exists", "--overwrite")
+    assert mine.read_text() == "my table"
+    fails(capsys, collect(lite_results, "--out", "/proc/x.csv"), "--out /proc/x.csv", "not writable")
+    nested = tmp_path / "new" / "folder" / "t.csv"
+    assert cli.main(collect(lite_results, "--out", nested)) == 0
+    assert nested.read_text().splitlines()[0].startswith("model,")
+    assert cli.main(collect(lite_results, "--out", mine, "--overwrite")) == 0
+    assert mine.read_text() == nested.read_text()
+
+
+def test_collect_only_and_metrics_are_applied_or_refused(capsys, lite_results):
+    assert cli.main(collect(lite_results, "--only", "* 1", "--metrics", "dice", "Sm")) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()]
+    assert rows[0] == ["model", "train", "test", "kind", "dice", "dice_sd", "Sm", "Sm_sd", "seeds"]
+    assert {row[-1] for row in rows[1:]} == {"1"} and len(rows) == 3  # seed 1 only, on two test sets
+    fails(capsys, collect(lite_results, "--metrics", "dice", "bogus"), "--metrics bogus", "choose from", "meanEm")
+    fails(capsys, collect(lite_results, "--only", "zzzzzz"), "--only 'zzzzzz' matches no run")
+
+
+@pytest.mark.parametrize("pattern", ["zzzzzz", "["])
+def test_run_and_plan_say_when_only_matches_nothing(capsys, tmp_path, pattern):
+    for command in ("run", "plan"):
+        fails(capsys, ["campaign", command, "smoke", "cross-dataset", "--results", tmp_path / "r", "--only", pattern],
+              f"--only {pattern!r} matches no run of cross-dataset")
+    assert not (tmp_path / "r").exists()
+
+
+def test_slurm_launcher_without_slurm_is_one_line(capsys, tmp_path, monkeypatch):
+    """S6: submitit's 'Could not detect srun' traceback."""
+    monkeypatch.setenv("PATH", str(tmp_path))
+    fails(capsys, ["campaign", "run", "smoke", "cross-dataset", "--results", tmp_path / "r", "--work", tmp_path / "w",
+                   "--launcher", "slurm"], "--launcher slurm", "sbatch and srun not on PATH", "--launcher local")
+    assert not (tmp_path / "r").exists() and not (tmp_path / "w").exists()
+
+
+def test_plan_does_not_count_unavailable_runs_as_work_to_do(capsys, tmp_path):
+    (tmp_path / "empty").mkdir()
+    assert cli.main(["campaign", "plan", "lite", "cross-dataset", "--results", str(tmp_path / "r"), "--root",
+                     str(tmp_path / "empty"), "--only", "U-Net k*"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last == "3 runs: 0 done, 0 partial, 0 missing, 3 unavailable; 0.0 TFLOP to do here (unavailable runs not " \
+                   "counted)"
+
+
+def test_a_run_held_by_a_process_with_another_work_folder_is_busy(tmp_path):
+    """Two `campaign run` on one store with different --work trained the same run twice."""
+    from polyplib.campaigns import Store, execute
+    from polyplib.campaigns.execute import run_lock
+    from test_campaigns import tiny_spec
+
+    spec = tiny_spec(epochs=1)
+    store = Store(tmp_path / "results", "test", "tiny")
+    resolved = spec.resolved("cpu")
+    with run_lock(store.folder / ".locks" / resolved.run_id) as held:
+        assert held
+        outcome = execute(spec, store, work=tmp_path / "other-work", device="cpu")
+    assert outcome.status == "busy" and not (tmp_path / "other-work" / resolved.run_id / "train").exists()
+    assert execute(spec, store, work=tmp_path / "w", device="cpu").status == "done"
