@@ -184,3 +184,20 @@ def test_a_run_held_by_a_process_with_another_work_folder_is_busy(tmp_path):
         outcome = execute(spec, store, work=tmp_path / "other-work", device="cpu")
     assert outcome.status == "busy" and not (tmp_path / "other-work" / resolved.run_id / "train").exists()
     assert execute(spec, store, work=tmp_path / "w", device="cpu").status == "done"
+
+
+# -- book and help ----------------------------------------------------------------------------------------------
+def test_book_without_data_is_one_line_naming_the_notebook_and_data_root(capsys, tmp_path, monkeypatch):
+    """S10: a 58-line papermill traceback ending in the useful DataError."""
+    monkeypatch.setenv("POLYPLIB_DATA", str(tmp_path / "nodata"))
+    fails(capsys, ["book", "--profile", "lite", "--notebooks", "01_data", "--out", tmp_path / "book"],
+          "notebook 01_data.ipynb (profile lite): dataset 'kvasir-seg'", "--data-root DIR")
+
+
+def test_help_states_each_default_once_and_never_a_flag_s(capsys):
+    for argv in (["book", "--help"], ["campaign", "collect", "--help"]):
+        with pytest.raises(SystemExit):
+            cli.main(argv)
+        text = " ".join(capsys.readouterr().out.split())
+        assert "(default: True)" not in text and "(default: False)" not in text
+        assert text.count("(default: results") <= 1 and "(default: results/) (default" not in text
