@@ -100,9 +100,14 @@ def build_config(args: argparse.Namespace):
     if args.config:
         config = config.replace(**TrainConfig.load(args.config).to_dict())
     recorded = Path(args.out_dir or config.out_dir) / "config.json"
-    if args.resume and recorded.is_file():
+    if args.resume and not recorded.is_file():
+        raise ConfigError(f"--resume: {recorded.parent} holds no run to resume (no config.json); check --out, or "
+                          "drop --resume to start a new run there")
+    if args.resume:
         config = TrainConfig.load(recorded)
         print(f"polyplib train: resuming with the options recorded in {recorded}", file=sys.stderr)
+    if args.dataset is not None and args.dataset != config.dataset:
+        config = config.replace(dataset_options={})  # the preset's options belong to its own dataset (--set adds)
     config = config.replace(**{k: getattr(args, k) for k in TRAIN_FLAGS if getattr(args, k) is not None})
     model_options = {k: getattr(args, k) for k in ("variant", "strategy") if getattr(args, k) is not None}
     if args.allow_scratch:
@@ -131,7 +136,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     data = {"out_dir": str(result.out_dir), "best_checkpoint": str(result.best_checkpoint or ""),
             "last_checkpoint": str(result.last_checkpoint), "best_metric": result.best_metric,
             "best_epoch": result.best_epoch, "epochs": len(result.history)}
-    _print(data, args.json, f"done: best {config.select} {result.best_metric} at epoch {result.best_epoch}; "
+    best = "none" if result.best_metric is None else f"{result.best_metric:.4f}"
+    _print(data, args.json, f"done: best {config.select} {best} at epoch {result.best_epoch}; "
                             f"checkpoints in {result.out_dir}")
     return 0
 
@@ -261,7 +267,7 @@ def _own_commands(sub: argparse._SubParsersAction) -> None:
                    help="override any TrainConfig field, e.g. --set image_size=128 max_steps_per_epoch=10")
     p.add_argument("--resume", action="store_true",
                    help="continue from OUT/last.pt with the options recorded in OUT/config.json (no last.pt: "
-                        "starts afresh, and says so)")
+                        "starts afresh with them, and says so; no config.json: an error)")
     p.add_argument("--overwrite", action="store_true", help="replace another run that OUT holds")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true", help=JSON_HELP)

@@ -1,5 +1,6 @@
 """Issue 23: probes of a hostile file system and bad input; each is one line, exit status 1, and changes nothing."""
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -201,3 +202,48 @@ def test_help_states_each_default_once_and_never_a_flag_s(capsys):
         text = " ".join(capsys.readouterr().out.split())
         assert "(default: True)" not in text and "(default: False)" not in text
         assert text.count("(default: results") <= 1 and "(default: results/) (default" not in text
+
+
+# -- train ------------------------------------------------------------------------------------------------------
+def train_args(out: Path, *more) -> list[str]:
+    return ["train", "--preset", "cpu-tiny", "--out", str(out), "--epochs", "1", "--no-progress", *map(str, more)]
+
+
+def test_a_failed_start_does_not_block_the_retry_its_message_suggests(capsys, tmp_path):
+    out = tmp_path / "run"
+    fails(capsys, train_args(out, "--image-size", "31"), "divisible by 4", "--image-size")
+    assert cli.main(train_args(out, "--image-size", "32")) == 0  # not "holds another run (differs in image_size)"
+    assert "best dice " in capsys.readouterr().out
+    diverged = tmp_path / "diverged"
+    line = fails(capsys, train_args(diverged, "--lr", "1e12"), "training loss became", "lower the learning rate")
+    assert "--precision fp32" not in line and "--overwrite" not in line  # fp32 already; nothing kept to replace
+    assert cli.main(train_args(diverged, "--lr", "0.01", "--json")) == 0
+    assert json.loads((diverged / "config.json").read_text())["lr"] == 0.01
+
+
+def test_train_prints_rounded_scores(capsys, tmp_path):
+    assert cli.main(train_args(tmp_path / "run")) == 0
+    line = capsys.readouterr().out.strip()
+    assert re.fullmatch(r"done: best dice \d\.\d{4} at epoch \d+; checkpoints in .*", line), line
+
+
+def test_resume_of_nothing_or_of_a_truncated_checkpoint_says_how_to_go_on(capsys, tmp_path):
+    never = tmp_path / "never"
+    fails(capsys, ["train", "--out", never, "--resume"], f"{never} holds no run to resume", "drop --resume")
+    assert not never.exists()
+    out = tmp_path / "run"
+    assert cli.main(train_args(out, "--json")) == 0
+    last = out / "last.pt"
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
+    fails(capsys, ["train", "--out", out, "--resume", "--epochs", "2", "--no-progress"], "cannot resume",
+          "truncated", f"Delete {last}", "best.pt")
+
+
+def test_a_preset_s_synthetic_options_stay_with_its_dataset(capsys, tmp_path):
+    from test_data_layouts import write_pair
+
+    for index in range(10):
+        write_pair(tmp_path / "data" / "CVC-ColonDB", f"c{index}", ".png", hw=(32, 32))
+    assert cli.main(train_args(tmp_path / "run", "--dataset", "cvc-colondb", "--root", tmp_path / "data",
+                               "--image-size", "32", "--json")) == 0  # was: unknown option(s) ['n']
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["dataset_options"] == {}

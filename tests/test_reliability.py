@@ -155,9 +155,12 @@ def test_resume_reads_the_recorded_config_and_says_when_it_starts_afresh(capsys,
     assert "recorded in" in captured.err and json.loads(captured.out)["epochs"] == 2
     assert not list(out.glob(".*.tmp"))
     assert load_checkpoint(out / "last.pt")["config"]["lr"] == 0.005
-    fresh = tmp_path / "fresh"
+    fresh = tmp_path / "fresh"  # the options were recorded, no checkpoint yet: start afresh with them, and say so
+    fresh.mkdir()
+    (fresh / "config.json").write_text((out / "config.json").read_text().replace(str(out), str(fresh)))
     assert cli.main(tiny_args(fresh, "--resume")) == 0
     assert "starting afresh" in capsys.readouterr().err
+    assert load_checkpoint(fresh / "last.pt")["config"]["lr"] == 0.005
 
 
 def test_resume_without_last_pt_keeps_working_through_the_api(tmp_path):
