@@ -196,7 +196,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     check_output_dir(args.out)
     from polyplib.data import prepare_cache
 
-    path = prepare_cache(args.name, args.out, root=args.root, image_size=args.image_size)
+    path = prepare_cache(args.name, args.out, root=args.root, image_size=args.image_size, overwrite=args.overwrite)
     _print({"name": args.name, "path": str(path)}, args.json, f"cache of {args.name} written to {path}")
     return 0
 
@@ -320,6 +320,7 @@ def _own_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("prepare", help="resized compact cache of a dataset (a data root of its own)")
     p.add_argument("name", help="dataset name (polyplib datasets)")
     p.add_argument("--out", required=True, help="data root of the cache (written atomically)")
+    p.add_argument("--overwrite", action="store_true", help="replace a cache of this dataset that OUT holds")
     p.add_argument("--root", help=ROOT_HELP)
     p.add_argument("--image-size", type=int, default=256, help="cached size (pixels)")
     p.add_argument("--json", action="store_true", help=JSON_HELP)

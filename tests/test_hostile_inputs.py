@@ -247,3 +247,31 @@ def test_a_preset_s_synthetic_options_stay_with_its_dataset(capsys, tmp_path):
     assert cli.main(train_args(tmp_path / "run", "--dataset", "cvc-colondb", "--root", tmp_path / "data",
                                "--image-size", "32", "--json")) == 0  # was: unknown option(s) ['n']
     assert json.loads((tmp_path / "run" / "config.json").read_text())["dataset_options"] == {}
+
+
+# -- prepare, cascade, bench ------------------------------------------------------------------------------------
+def test_prepare_keeps_an_existing_cache_and_the_dataset_folder_clean(capsys, tmp_path):
+    from test_reliability import kvasir_root
+
+    root = kvasir_root(tmp_path / "data", 3)
+    prepare = ["prepare", "kvasir-seg", "--root", root, "--image-size", "16", "--json"]
+    assert cli.main([*map(str, prepare), "--out", str(tmp_path / "cache")]) == 0
+    capsys.readouterr()
+    before = snapshot(tmp_path)
+    fails(capsys, [*prepare, "--out", tmp_path / "cache"], "already holds a cache of kvasir-seg", "--overwrite")
+    fails(capsys, [*prepare, "--out", root / "Kvasir-SEG" / "small"], "inside the dataset folder", "outside it")
+    assert snapshot(tmp_path) == before
+    assert cli.main([*map(str, prepare), "--out", str(tmp_path / "cache"), "--overwrite"]) == 0
+
+
+def test_cascade_without_a_detector_says_it_used_ground_truth_boxes_only(capsys, tmp_path):
+    assert cli.main(["cascade", "--sam", "polyp-sam-tiny", "--allow-scratch", "--dataset", "synthpolyp",
+                     "--dataset-option", "n=2", "--image-size", "64", "--no-overlays", "--device", "cpu",
+                     "--out", str(tmp_path / "c"), "--json"]) == 0
+    assert "no --detector given, so SAM is prompted with ground-truth boxes only" in capsys.readouterr().err
+
+
+def test_bench_out_under_a_file_names_the_file_that_is_in_the_way(capsys, tmp_path):
+    (tmp_path / "afile.txt").write_text("mine")
+    fails(capsys, ["bench", "--quick", "--out", tmp_path / "afile.txt" / "b.json"],
+          f"its folder {tmp_path / 'afile.txt'} is an existing file")

@@ -321,7 +321,9 @@ def test_an_interrupted_prepare_leaves_no_cache_that_counts(tmp_path, monkeypatc
     prepare_cache("kvasir-seg", tmp_path / "cache", root=root, image_size=16)
     assert not list((tmp_path / "cache").glob(".Kvasir-SEG.*"))
     assert get_split("kvasir-seg", "gmsrf", root=tmp_path / "cache") == get_split("kvasir-seg", "gmsrf", root=root)
-    prepare_cache("kvasir-seg", tmp_path / "cache", root=root, image_size=8)  # a complete cache is replaced
+    with pytest.raises(ConfigError, match="already holds a cache of kvasir-seg .* pass --overwrite"):
+        prepare_cache("kvasir-seg", tmp_path / "cache", root=root, image_size=8)
+    prepare_cache("kvasir-seg", tmp_path / "cache", root=root, image_size=8, overwrite=True)  # a cache is replaced
     assert cv2.imread(str(tmp_path / "cache" / "Kvasir-SEG" / "images" / "k0.png")).shape == (8, 8, 3)
 
 
