@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from polyplib import cli
-from polyplib.campaigns import Context, Store, campaigns
+from polyplib.campaigns import Context, Store, campaigns, execute
 from polyplib.campaigns.integrity import inconsistency
 from polyplib.campaigns.runner import status
 from polyplib.campaigns.store import StoreWarning
@@ -67,7 +67,8 @@ def test_an_edited_result_is_named_in_one_line_and_treated_as_missing(copy, kind
     with pytest.warns(StoreWarning, match=rf"result file .*{RUN}.json is inconsistent: .*{re.escape(needle)}.*treated as missing"):
         assert settings_store.load(RUN) is None
     with pytest.warns(StoreWarning):
-        assert status(spec, settings_store, ctx)[0] == "unavailable"  # missing, and no data here to train it
+        state, detail, _ = status(spec, settings_store, ctx)
+    assert state == "unavailable" and "is inconsistent: delete it to train the run again" in detail
     with pytest.warns(StoreWarning):
         assert RUN not in {r["run_id"] for r in settings_store.results()}
 
@@ -83,6 +84,20 @@ def test_collect_leaves_an_inconsistent_result_out(capsys, copy):
     assert "0.99" not in edited and edited != table
     rows = [line.split() for line in edited.splitlines()[1:]]
     assert {row[-1] for row in rows if row[0] == "GMSRF-Net" and row[2] == "kvasir-seg"} == {"2"}  # 3 seeds, 1 out
+
+
+def test_run_never_writes_over_an_inconsistent_result(copy):
+    from test_campaigns import tiny_spec
+
+    spec = tiny_spec(epochs=1)
+    store = Store(copy.parents[2] / "tiny-results", "test", "tiny")
+    store.folder.mkdir(parents=True)
+    edited = store.path(spec.resolved("cpu").run_id)
+    edited.write_text((copy / f"{RUN}.json").read_text().replace(RUN, edited.stem))  # another run's spec: inconsistent
+    before = edited.read_text()
+    with pytest.warns(StoreWarning):
+        outcome = execute(spec, store, work=copy.parents[2] / "work", device="cpu")
+    assert outcome.status == "unavailable" and "inconsistent" in outcome.detail and edited.read_text() == before
 
 
 def test_a_saved_result_carries_a_checksum_that_catches_any_edit(copy, tmp_path):

@@ -198,6 +198,9 @@ def execute(spec: RunSpec, store: Store, *, root: str | None = None, work: str |
     stored = store.find(spec)
     if stored is not None:
         return Outcome(stored["run_id"], "skipped", "stored already")
+    kept = store.untrusted(spec)
+    if kept is not None:  # never written over: the user decides what it is
+        return Outcome(kept.stem, "unavailable", f"its result file {kept} is inconsistent: delete it to train it again")
     work = Path(work) if work is not None else default_work()
     spec = spec.resolved(device)  # precision=auto as this machine trains it: stored and keyed explicitly
     run_id = spec.run_id

@@ -113,6 +113,9 @@ def status(spec: RunSpec, store: Store, ctx: Context) -> tuple[str, str, str]:
     stored = store.find(spec)
     if stored is not None:
         return "done", "", stored["run_id"]
+    kept = store.untrusted(spec)
+    if kept is not None:
+        return "unavailable", f"its result file {kept} is inconsistent: delete it to train the run again", kept.stem
     spec = spec.resolved(ctx.device)
     why = unavailable(spec, ctx.root, ctx.device, ctx.work_path)
     if why:

@@ -57,6 +57,12 @@ class Store:
                 return result
         return None
 
+    def untrusted(self, spec: "RunSpec") -> Path | None:
+        """A result file of the run that `find` did not trust (it disagrees with itself): kept, never written over."""
+        if self.find(spec) is not None:
+            return None
+        return next((self.path(f.run_id) for f in spec.equivalents() if self.has(f.run_id)), None)
+
     def results_for(self, specs) -> list[dict[str, Any]]:
         """The stored results that fulfil `specs` (`find`), in their order."""
         return [r for r in (self.find(s) for s in specs) if r is not None]
@@ -99,8 +105,8 @@ def checked(path: Path, result: dict[str, Any]) -> dict[str, Any] | None:
     why = inconsistency(result)
     if why is None:
         return result
-    warnings.warn(f"result file {path} is inconsistent: {why}; it is treated as missing (delete it, then `polyplib "
-                  "campaign run` trains that run again)", StoreWarning, stacklevel=2)
+    warnings.warn(f"result file {path} is inconsistent: {why}; it is treated as missing (delete it to train that run "
+                  "again)", StoreWarning, stacklevel=2)
     return None
 
 
