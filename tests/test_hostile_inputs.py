@@ -2,6 +2,8 @@
 import json
 import re
 import shutil
+import sys
+import warnings
 from pathlib import Path
 
 import cv2
@@ -54,14 +56,24 @@ def test_predict_skips_unreadable_and_hidden_files_reads_webp_and_says_so(capsys
     (frames / ".hidden.jpg").write_bytes(b"junk")
     (frames / "._a2.jpg").write_bytes(b"macOS resource fork")
     (frames / "notes.txt").write_text("colonoscopy 12")
-    with pytest.warns(DataWarning, match=r"skipped 1 file\(s\) that are not images .*: notes.txt$"):
-        line = fails(capsys, ["predict", checkpoint, frames, "--out", out, "--no-progress"], "wrote 2 masks", "b.jpg")
+    with warnings.catch_warnings():  # shown as the command line shows them, not recorded by pytest
+        warnings.simplefilter("always")
+        warnings.showwarning = lambda message, category, filename, lineno, file=None, line=None: sys.stderr.write(
+            warnings.formatwarning(message, category, filename, lineno, line))
+        assert cli.main([str(a) for a in ("predict", checkpoint, frames, "--out", out, "--no-progress")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0] == (f"polyplib predict: warning: {frames}: skipped 1 file(s) that are not images "
+                      "(.jpg, .jpeg, .png, .tif, .tiff, .bmp, .webp): notes.txt")
+    line = err[-1]
+    assert len(err) == 2 and line.startswith("polyplib predict: error: wrote 2 masks") and "b.jpg" in line
     assert ".hidden" not in line and "._a2" not in line
     assert sorted(p.name for p in out.iterdir()) == ["a.png", "c.png"]
     assert cv2.imread(str(out / "c.png"), cv2.IMREAD_GRAYSCALE).shape == (12, 16)
 
 
 def test_a_failed_predict_leaves_no_empty_folder(capsys, checkpoint, images, tmp_path):
+    fails(capsys, ["predict", checkpoint, images, "--out", tmp_path / "new", "--image-size", "33"], "divisible by 4")
+    assert not (tmp_path / "new").exists()
     (images / "b.jpg").write_bytes(b"broken")
     (images / "a.jpg").write_bytes(b"broken too")
     fails(capsys, ["predict", checkpoint, images, "--out", tmp_path / "new"], "wrote 0 masks", "a.jpg, b.jpg")

@@ -59,18 +59,19 @@ EDITS = {
 @pytest.mark.parametrize("kind", list(EDITS))
 def test_an_edited_result_is_named_in_one_line_and_treated_as_missing(copy, kind):
     change, needle = EDITS[kind]
-    settings_store = Store(copy.parents[1], "lite", "cross-dataset")
+    store = Store(copy.parents[1], "lite", "cross-dataset")
     spec = next(s for s in campaigns("lite")["cross-dataset"].runs if any(f.run_id == RUN for f in s.equivalents()))
     ctx = Context(results=str(copy.parents[1]), root=str(copy / "no-data"), device="cpu")
-    assert status(spec, settings_store, ctx)[0] == "done"
+    assert status(spec, store, ctx)[0] == "done"
     edit(copy / f"{RUN}.json", change)
-    with pytest.warns(StoreWarning, match=rf"result file .*{RUN}.json is inconsistent: .*{re.escape(needle)}.*treated as missing"):
-        assert settings_store.load(RUN) is None
+    line = rf"result file .*{RUN}.json is inconsistent: .*{re.escape(needle)}.*treated as missing"
+    with pytest.warns(StoreWarning, match=line):
+        assert store.load(RUN) is None
     with pytest.warns(StoreWarning):
-        state, detail, _ = status(spec, settings_store, ctx)
+        state, detail, _ = status(spec, store, ctx)
     assert state == "unavailable" and "is inconsistent: delete it to train the run again" in detail
     with pytest.warns(StoreWarning):
-        assert RUN not in {r["run_id"] for r in settings_store.results()}
+        assert RUN not in {r["run_id"] for r in store.results()}
 
 
 def test_collect_leaves_an_inconsistent_result_out(capsys, copy):

@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from polyplib.campaigns.profiles import PROFILES
 from polyplib.errors import ConfigError
