@@ -7,6 +7,7 @@ import importlib
 import json
 import re
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -24,11 +25,12 @@ OWN_COMMANDS = ("datasets", "train", "evaluate", "predict", "describe", "prepare
 
 
 class HelpFormatter(argparse.HelpFormatter):
-    """Every option's help ends with its default (unless that is None, False or empty)."""
+    """Every option's help ends with its default (unless the help names it, or it is None, a flag's or empty)."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if "%(default)" not in text and action.option_strings and action.default not in (None, False, [], ()) \
+        if "%(default)" not in text and "(default" not in text and action.option_strings \
+                and not isinstance(action.default, bool) and action.default not in (None, [], ()) \
                 and action.default is not argparse.SUPPRESS:
             text += " (default: %(default)s)"
         return text
@@ -133,9 +135,14 @@ def build_config(args: argparse.Namespace):
     if args.config:
         config = config.replace(**TrainConfig.load(args.config).to_dict())
     recorded = Path(args.out_dir or config.out_dir) / "config.json"
-    if args.resume and recorded.is_file():
+    if args.resume and not recorded.is_file():
+        raise ConfigError(f"--resume: {recorded.parent} holds no run to resume (no config.json); check --out, or "
+                          "drop --resume to start a new run there")
+    if args.resume:
         config = TrainConfig.load(recorded)
         print(f"polyplib train: resuming with the options recorded in {recorded}", file=sys.stderr)
+    if args.dataset is not None and args.dataset != config.dataset:
+        config = config.replace(dataset_options={})  # the preset's options belong to its own dataset (--set adds)
     config = config.replace(**{k: getattr(args, k) for k in TRAIN_FLAGS if getattr(args, k) is not None})
     model_options = {k: getattr(args, k) for k in ("variant", "strategy") if getattr(args, k) is not None}
     if args.allow_scratch:
@@ -164,7 +171,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     data = {"out_dir": str(result.out_dir), "best_checkpoint": str(result.best_checkpoint or ""),
             "last_checkpoint": str(result.last_checkpoint), "best_metric": result.best_metric,
             "best_epoch": result.best_epoch, "epochs": len(result.history)}
-    _print(data, args.json, f"done: best {config.select} {result.best_metric} at epoch {result.best_epoch}; "
+    best = "none" if result.best_metric is None else f"{result.best_metric:.4f}"
+    _print(data, args.json, f"done: best {config.select} {best} at epoch {result.best_epoch}; "
                             f"checkpoints in {result.out_dir}")
     return 0
 
@@ -177,7 +185,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     result = evaluate(args.checkpoint, args.dataset, out_dir=args.out, root=args.root, split=args.split,
                       protocol=args.protocol, image_size=args.image_size, batch_size=args.batch_size,
                       save_predictions=args.save_predictions, overlays=not args.no_overlays, device=args.device,
-                      dataset_options=parse_options(args.set), progress=not args.json, overwrite=args.overwrite)
+                      dataset_options=parse_options(args.set), progress=not (args.json or args.no_progress),
+                      overwrite=args.overwrite)
     summary = result.summary
     text = "\n".join(f"{k:<12} {v:.4f}" for k, v in summary["means"].items())
     labels = "".join(f"\n{k:<12} {summary[k]}" for k in ("prompt_source", "pretrained_source") if k in summary)
@@ -192,8 +201,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from polyplib.engine.evaluate import predict_folder
 
     written = predict_folder(args.checkpoint, args.input, args.out, image_size=args.image_size,
-                             threshold=args.threshold, device=args.device, progress=not args.json,
-                             overwrite=args.overwrite)
+                             threshold=args.threshold, device=args.device,
+                             progress=not (args.json or args.no_progress), overwrite=args.overwrite)
     _print([str(p) for p in written], args.json, f"wrote {len(written)} masks to {args.out}")
     return 0
 
@@ -222,7 +231,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     check_output_dir(args.out)
     from polyplib.data import prepare_cache
 
-    path = prepare_cache(args.name, args.out, root=args.root, image_size=args.image_size)
+    path = prepare_cache(args.name, args.out, root=args.root, image_size=args.image_size, overwrite=args.overwrite)
     _print({"name": args.name, "path": str(path)}, args.json, f"cache of {args.name} written to {path}")
     return 0
 
@@ -297,7 +306,7 @@ def _own_commands(sub: argparse._SubParsersAction) -> None:
                    help="override any TrainConfig field, e.g. --set image_size=128 max_steps_per_epoch=10")
     p.add_argument("--resume", action="store_true",
                    help="continue from OUT/last.pt with the options recorded in OUT/config.json (no last.pt: "
-                        "starts afresh, and says so)")
+                        "starts afresh with them, and says so; no config.json: an error)")
     p.add_argument("--overwrite", action="store_true", help="replace another run that OUT holds")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true", help=JSON_HELP)
@@ -321,6 +330,7 @@ def _own_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="dataset options, e.g. n=16 (synthpolyp)")
     p.add_argument("--no-overlays", action="store_true", help="skip the best/median/worst overlay figure")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(func=cmd_evaluate)
 
@@ -332,6 +342,7 @@ def _own_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--image-size", type=int, default=None, help="model input size (default: the training size)")
     p.add_argument("--threshold", type=float, default=0.5, help="probability above which a pixel is polyp")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(func=cmd_predict)
 
@@ -348,6 +359,7 @@ def _own_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("prepare", help="resized compact cache of a dataset (a data root of its own)")
     p.add_argument("name", help="dataset name (polyplib datasets)")
     p.add_argument("--out", required=True, help="data root of the cache (written atomically)")
+    p.add_argument("--overwrite", action="store_true", help="replace a cache of this dataset that OUT holds")
     p.add_argument("--root", help=ROOT_HELP)
     p.add_argument("--image-size", type=int, default=256, help="cached size (pixels)")
     p.add_argument("--json", action="store_true", help=JSON_HELP)
@@ -424,6 +436,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = argv[0] if argv else ""
     own = command in OWN_COMMANDS  # skip importing the other commands' modules (fast start-up)
     args = build_parser(external=not own, command=command).parse_args(argv)
+    plain = warnings.formatwarning  # warnings as one line each: `polyplib COMMAND: warning: ...`
+    warnings.formatwarning = lambda message, *_, **__: f"polyplib {args.command}: warning: {message}\n"
     try:
         return int(args.func(args) or 0)
     except PolypError as err:
@@ -432,6 +446,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"polyplib {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.formatwarning = plain
 
 
 if __name__ == "__main__":

@@ -25,9 +25,11 @@ def check_output_dir(path: str | os.PathLike, option: str = "--out", named: str 
     """`path` is a folder, or one that can be made: not an existing file, below a writable folder (errors name
     `named`, the path the user gave, when `path` is derived from it)."""
     path = Path(path)
-    named = path if named is None else named
     if path.exists() and not path.is_dir():
-        raise ConfigError(f"{option} {named} is an existing file, not a folder; choose a folder path")
+        if named is not None:  # the folder a file path needs
+            raise ConfigError(f"{option} {named}: its folder {path} is an existing file; choose another path")
+        raise ConfigError(f"{option} {path} is an existing file, not a folder; choose a folder path")
+    named = path if named is None else named
     base = _existing_ancestor(path)
     if not base.is_dir():
         raise ConfigError(f"{option} {named}: {base} is a file, so the folder cannot be made; choose another path")

@@ -158,11 +158,14 @@ def test_size_mismatch_names_both_files(tmp_path):
 
 def test_empty_masks_are_kept_with_a_counted_warning(tmp_path):
     folder = tmp_path / "CVC-ColonDB"
-    for stem, fill in (("1", 255), ("2", 0), ("3", 0)):
+    for stem, fill in (("1", 255), ("2", 0), ("3", 100)):  # a 0/100 mask is empty at the threshold of 127
         write_pair(folder, stem, fill=fill)
-    with pytest.warns(DataWarning, match=r"2 of 3 masks are empty \(kept\), e.g. \['2', '3'\]"):
+    with pytest.warns(DataWarning, match=r"2 of 3 masks are empty \(no grey value above the mask threshold 127; "
+                                         r"kept\), e.g. \['2', '3'\]; .* need mask_threshold=0"):
         dataset = load_dataset("cvc-colondb", root=tmp_path)
     assert len(dataset) == 3 and dataset[1]["mask"].sum() == 0
+    with pytest.warns(DataWarning, match=r"1 of 3 masks are empty \(no grey value above the mask threshold 0"):
+        assert load_dataset("cvc-colondb", root=tmp_path, mask_threshold=0)[2]["mask"].sum() > 0
 
 
 def test_duplicate_ids_and_unknown_names_are_errors(tmp_path):

@@ -63,8 +63,8 @@ def test_pranet_perfect_binary_map_by_hand():
     assert out["meanIoU"] == pytest.approx((255 + g / n) / 256)
     assert out["maxDice"] == out["maxIoU"] == 1.0
     assert out["meanSen"] == 1.0 and out["meanSpe"] == pytest.approx(255 / 256)
-    # E-measure: aligned pixels score 1 -> N/(N-1); at t=0 the demeaned prediction is 0 -> 1/4 per pixel
-    assert out["meanEm"] == pytest.approx((255 * n / (n - 1) + 0.25 * n / (n - 1)) / 256)
+    # E-measure: aligned pixels score 1 -> N/(N-1), capped at 1; at t=0 the demeaned prediction is 0 -> 1/4 per pixel
+    assert out["meanEm"] == pytest.approx((255 + 0.25 * n / (n - 1)) / 256) and out["maxEm"] == 1.0
     assert out["Sm"] == pytest.approx(1.0) and out["wFm"] == pytest.approx(1.0) and out["MAE"] == 0.0
 
 
@@ -82,10 +82,28 @@ def test_pranet_tp_zero_rule_and_empty_cases():
     assert out["Sm"] == pytest.approx(1 - prob.mean()) and out["wFm"] == 0.0
     assert out["MAE"] == pytest.approx(prob.mean())
     n_pos = np.array([(prob >= t - 1e-9).sum() for t in np.linspace(1, 0, 256)])
-    assert out["meanEm"] == pytest.approx(np.mean((64 - n_pos) / 63))
+    assert out["meanEm"] == pytest.approx(np.mean(np.minimum((64 - n_pos) / 63, 1)))
     both = pranet_metrics(np.zeros((8, 8)), empty_gt)  # both empty: constant map kept, all foreground at t = 0
     assert both["meanDice"] == 0.0 and both["Sm"] == 1.0 and both["MAE"] == 0.0
-    assert both["meanEm"] == pytest.approx(255 / 256 * 64 / 63)
+    assert both["meanEm"] == pytest.approx(255 / 256)
+
+
+@pytest.mark.parametrize("side", [1, 2, 3])
+def test_emeasure_of_tiny_images_is_a_score_or_says_it_is_too_small(side):
+    """Issue 23 S4: the toolbox's N-1 divisor gave 4.5e15 on 1x1, maxEm 1.33 on 2x2 and 1.125 on 3x3."""
+    gt = np.zeros((side, side), bool)
+    gt[0, 0] = True
+    for prob in (gt.astype(float), np.full((side, side), 0.3), 1.0 - gt):
+        out = pranet_metrics(prob, gt)
+        if side == 1:
+            assert np.isnan(out["meanEm"]) and np.isnan(out["maxEm"])
+        else:
+            assert 0.0 <= out["meanEm"] <= out["maxEm"] <= 1.0
+    if side > 1:  # perfect alignment: N/(N-1) per threshold in the toolbox, capped at 1
+        assert pranet_metrics(gt.astype(float), gt)["maxEm"] == 1.0
+        # a constant map is unaligned everywhere: 1/4 per pixel, N/4/(N-1) (1/3 on 2x2, 0.28125 on 3x3)
+        n = side * side
+        assert pranet_metrics(np.full((side, side), 0.3), gt)["meanEm"] == pytest.approx(n / 4 / (n - 1))
 
 
 def test_smeasure_hand_value_and_minmax_normalisation():
@@ -123,7 +141,9 @@ def test_emeasure_curve_matches_pysodmetrics():
     prob = np.clip(gt * 0.6 + rng.random((32, 32)) * 0.5, 0, 1)
     ref = Emeasure()
     ref.step(np.round(prob * 255).astype(np.uint8), gt.astype(np.uint8) * 255)
-    np.testing.assert_allclose(pranet_metrics(prob, gt)["curves"]["em"], ref.changeable_ems[0], rtol=1e-9)
+    toolbox = ref.changeable_ems[0]
+    assert toolbox.max() == pytest.approx(1024 / 1023)  # perfectly separated at some thresholds: N/(N-1) > 1
+    np.testing.assert_allclose(pranet_metrics(prob, gt)["curves"]["em"], np.minimum(toolbox, 1.0), rtol=1e-9)
 
 
 def test_aggregate_takes_dataset_max_on_the_mean_curve():

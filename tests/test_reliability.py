@@ -155,9 +155,12 @@ def test_resume_reads_the_recorded_config_and_says_when_it_starts_afresh(capsys,
     assert "recorded in" in captured.err and json.loads(captured.out)["epochs"] == 2
     assert not list(out.glob(".*.tmp"))
     assert load_checkpoint(out / "last.pt")["config"]["lr"] == 0.005
-    fresh = tmp_path / "fresh"
+    fresh = tmp_path / "fresh"  # the options were recorded, no checkpoint yet: start afresh with them, and say so
+    fresh.mkdir()
+    (fresh / "config.json").write_text((out / "config.json").read_text().replace(str(out), str(fresh)))
     assert cli.main(tiny_args(fresh, "--resume")) == 0
     assert "starting afresh" in capsys.readouterr().err
+    assert load_checkpoint(fresh / "last.pt")["config"]["lr"] == 0.005
 
 
 def test_resume_without_last_pt_keeps_working_through_the_api(tmp_path):
@@ -318,7 +321,9 @@ def test_an_interrupted_prepare_leaves_no_cache_that_counts(tmp_path, monkeypatc
     prepare_cache("kvasir-seg", tmp_path / "cache", root=root, image_size=16)
     assert not list((tmp_path / "cache").glob(".Kvasir-SEG.*"))
     assert get_split("kvasir-seg", "gmsrf", root=tmp_path / "cache") == get_split("kvasir-seg", "gmsrf", root=root)
-    prepare_cache("kvasir-seg", tmp_path / "cache", root=root, image_size=8)  # a complete cache is replaced
+    with pytest.raises(ConfigError, match="already holds a cache of kvasir-seg .* pass --overwrite"):
+        prepare_cache("kvasir-seg", tmp_path / "cache", root=root, image_size=8)
+    prepare_cache("kvasir-seg", tmp_path / "cache", root=root, image_size=8, overwrite=True)  # a cache is replaced
     assert cv2.imread(str(tmp_path / "cache" / "Kvasir-SEG" / "images" / "k0.png")).shape == (8, 8, 3)
 
 

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from polyplib.book.profiles import PROFILES, REPO_ROOT, profile_settings
-from polyplib.errors import ConfigError
+from polyplib.errors import ConfigError, DataError, DivergenceError, PolypError, WeightsError
 
 NOTEBOOKS = (
     "01_data", "02_gmsrf_architecture", "03_training", "04_cross_dataset", "05_ablations",
@@ -58,12 +58,27 @@ def execute_notebooks(profile: str = "smoke", notebooks: list[str] | None = None
         src = _notebook_path(name, src_dir)
         dst = out_dir / src.name
         start = time.perf_counter()
-        pm.execute_notebook(src, dst, parameters=None if in_place and parameters == {"profile": "smoke"} else parameters,
-                            cwd=str(src_dir), kernel_name="python3", progress_bar=False, execution_timeout=timeout)
+        try:
+            pm.execute_notebook(src, dst, parameters=None if in_place and parameters == {"profile": "smoke"}
+                                else parameters, cwd=str(src_dir), kernel_name="python3", progress_bar=False,
+                                execution_timeout=timeout)
+        except pm.PapermillExecutionError as err:
+            raise notebook_error(src.name, profile, err, dst) from None
         timings[src.stem] = time.perf_counter() - start
         if in_place:
             _strip_run_metadata(dst)
     return timings
+
+
+def notebook_error(name: str, profile: str, err, executed: Path) -> PolypError:
+    """One line for a notebook that stopped: the polyplib error it raised (the data root is `--data-root` here), or
+    where the executed notebook keeps the traceback of any other error."""
+    cls = {c.__name__: c for c in (DataError, ConfigError, WeightsError, DivergenceError)}.get(err.ename)
+    if cls is not None:
+        hint = "; `polyplib book` takes the data root as --data-root DIR" if cls is DataError else ""
+        return cls(f"notebook {name} (profile {profile}): {str(err.evalue).rstrip('. ')}{hint}")
+    return ConfigError(f"notebook {name} (profile {profile}) failed in cell {err.exec_count}: {err.ename}: "
+                       f"{str(err.evalue)[:200]}; the executed notebook {executed} shows the traceback")
 
 
 def stage_book(stage: Path, notebooks_from: Path | None = None) -> Path:

@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from polyplib.campaigns.profiles import PROFILES
 from polyplib.errors import ConfigError
@@ -46,8 +45,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from polyplib.campaigns.runner import plan
+    from polyplib.campaigns.runner import check_only, plan
 
+    check_only(_campaigns(args), args.only)
     rows = plan(_campaigns(args), _context(args), args.only)
     if args.json:
         print(json.dumps(rows, indent=2, default=str))
@@ -58,15 +58,17 @@ def cmd_plan(args: argparse.Namespace) -> int:
         detail = f" {r['detail']}" if r["detail"] else ""
         print(f"{r['campaign']:<14} {r['run_id']}  {name:<42} {cost:>13}  {r['status']}{detail}")
     states = {s: sum(r["status"] == s for r in rows) for s in ("done", "partial", "missing", "unavailable")}
-    total = sum(r["tflops"] or 0 for r in rows if r["status"] != "done")
-    print(f"{len(rows)} runs: " + ", ".join(f"{v} {k}" for k, v in states.items()) + f"; {total:.1f} TFLOP to do")
+    total = sum(r["tflops"] or 0 for r in rows if r["status"] in ("partial", "missing"))
+    print(f"{len(rows)} runs: " + ", ".join(f"{v} {k}" for k, v in states.items())
+          + f"; {total:.1f} TFLOP to do here (unavailable runs not counted)")
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from polyplib.campaigns.runner import parse_budget, run_campaigns
+    from polyplib.campaigns.runner import check_only, parse_budget, run_campaigns
 
     budget = parse_budget(args.budget)
+    check_only(_campaigns(args), args.only)
     slurm = {"partition": args.partition, "time_min": args.time_min, "gpus": args.gpus_per_job,
              "cpus": args.cpus_per_job, "parallel": args.parallel, "wait": args.wait}
     summary = run_campaigns(_campaigns(args), _context(args), only=args.only, jobs=args.jobs, budget=budget,
@@ -79,23 +81,36 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_collect(args: argparse.Namespace) -> int:
     from polyplib.campaigns.collect import aggregate, result_rows
+    from polyplib.campaigns.runner import check_only, select
+    from polyplib.outputs import check_output_file
 
+    if args.out:
+        check_output_file(args.out, "--out", overwrite=args.overwrite)
     (campaign,) = _campaigns(args)
-    results = _context(args).store(campaign).results_for(campaign.runs)
+    check_only([campaign], args.only)
+    results = _context(args).store(campaign).results_for(select(campaign, args.only))
     frame = result_rows(results)
     if frame.empty:
         raise ConfigError(f"no stored results for {args.profile}/{campaign.name} under {args.results}; "
                           f"run `polyplib campaign run {args.profile} {campaign.name}` first")
-    metrics = [m for m in (args.metrics or METRICS) if m in frame]
-    table = aggregate(frame, metrics).round(4)
-    if args.out:
-        out = Path(args.out)
-        if out.is_dir():
-            raise ConfigError(f"--out {out} is a folder; name a CSV file")
-        table.to_csv(out, index=False)
-        print(f"{len(table)} rows written to {out}")
-    else:
+    unknown = [m for m in args.metrics or () if m not in frame]
+    if unknown:
+        known = [c for c in frame.columns if c not in ("run_id", "test", "kind", "prompt", "n", "best_epoch",
+                                                       *results[0]["spec"]["labels"])]
+        raise ConfigError(f"--metrics {' '.join(unknown)}: not stored for {campaign.name}; choose from "
+                          f"{' '.join(known)}")
+    table = aggregate(frame, [m for m in (args.metrics or METRICS) if m in frame]).round(4)
+    if not args.out:
         print(table.to_string(index=False))
+        return 0
+    from polyplib.atomic import atomic_write
+
+    try:
+        with atomic_write(args.out) as handle:
+            table.to_csv(handle, index=False)
+    except OSError as err:
+        raise ConfigError(f"--out {args.out}: cannot write it ({err.strerror}); choose another file") from None
+    print(f"{len(table)} rows written to {args.out}")
     return 0
 
 
@@ -145,5 +160,6 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     p = sub.add_parser("collect", help="aggregated table of one campaign (mean and sd over seeds)")
     common(p, campaigns=1)
     p.add_argument("--metrics", nargs="+", help=f"default: {' '.join(METRICS)}")
-    p.add_argument("--out", help="write CSV here instead of printing")
+    p.add_argument("--out", help="write CSV here instead of printing (its folder is made when missing)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     p.set_defaults(func=cmd_collect)

@@ -202,6 +202,9 @@ def execute(spec: RunSpec, store: Store, *, root: str | None = None, work: str |
     stored = store.find(spec)
     if stored is not None:
         return Outcome(stored["run_id"], "skipped", "stored already")
+    kept = store.untrusted(spec)
+    if kept is not None:  # never written over: the user decides what it is
+        return Outcome(kept.stem, "unavailable", f"its result file {kept} is inconsistent: delete it to train it again")
     work = Path(work) if work is not None else default_work()
     spec = spec.resolved(device)  # precision=auto as this machine trains it: stored and keyed explicitly
     run_id = spec.run_id
@@ -211,9 +214,12 @@ def execute(spec: RunSpec, store: Store, *, root: str | None = None, work: str |
     if threads:
         torch.set_num_threads(threads)
     start = time.perf_counter()
-    with run_lock(work_dir(work, run_id)) as mine:
-        if not mine:
+    # locked in the store (processes with different --work share it) and in the work folder (a cascade detector)
+    with run_lock(store.folder / ".locks" / run_id) as ours, run_lock(work_dir(work, run_id)) as mine:
+        if not (ours and mine):
             return Outcome(run_id, "busy", "another process is running it")
+        if store.find(spec) is not None:
+            return Outcome(run_id, "skipped", "stored meanwhile by another process")
         trained = train_run(spec, root, work, device, deadline)
         if not trained.complete:
             return Outcome(run_id, "partial", f"stopped by the budget after epoch {len(trained.history)} of "

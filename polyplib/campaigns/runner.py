@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import re
+import shutil
 import time
 import traceback
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -60,6 +61,13 @@ def select(campaign: Campaign, only: str | None) -> list[RunSpec]:
             or any(fnmatch.fnmatch(form.run_id, only) for form in s.equivalents())]
 
 
+def check_only(campaigns: list[Campaign], only: str | None) -> None:
+    """A ConfigError when the glob `only` selects no run of `campaigns` (a typo would otherwise read as done)."""
+    if only and not any(select(c, only) for c in campaigns):
+        raise ConfigError(f"--only {only!r} matches no run of {', '.join(c.name for c in campaigns)}: it is a glob on "
+                          "a run's labels as `polyplib campaign plan` lists them (e.g. 'GMSRF-Net*') or on its run id")
+
+
 _GFLOPS: dict[tuple, float | None] = {}  # per-process memo of `gflops` (one model build per architecture)
 
 
@@ -105,6 +113,9 @@ def status(spec: RunSpec, store: Store, ctx: Context) -> tuple[str, str, str]:
     stored = store.find(spec)
     if stored is not None:
         return "done", "", stored["run_id"]
+    kept = store.untrusted(spec)
+    if kept is not None:
+        return "unavailable", f"its result file {kept} is inconsistent: delete it to train the run again", kept.stem
     spec = spec.resolved(ctx.device)
     why = unavailable(spec, ctx.root, ctx.device, ctx.work_path)
     if why:
@@ -171,6 +182,10 @@ def run_campaigns(campaigns: list[Campaign], ctx: Context, *, only: str | None =
         raise ConfigError(f"--launcher {launcher!r}: choose one of {', '.join(LAUNCHERS)}")
     if jobs < 1:
         raise ConfigError(f"--jobs {jobs}: must be at least 1")
+    missing = [tool for tool in ("sbatch", "srun") if launcher == "slurm" and shutil.which(tool) is None]
+    if missing:
+        raise ConfigError(f"--launcher slurm: SLURM is not installed here ({' and '.join(missing)} not on PATH); run "
+                          "on a SLURM login node, or use --launcher local (or submitit-local) on this machine")
     start = time.time()
     deadline = None if budget is None else start + budget
     todo = _payloads(campaigns, ctx, only, deadline)

@@ -3,6 +3,7 @@ run that diverged, `.../failed/<run-id>.json` (why, with its training log), so a
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -10,11 +11,16 @@ if TYPE_CHECKING:
     from polyplib.campaigns.spec import RunSpec
 
 from polyplib.atomic import atomic_write
+from polyplib.campaigns.integrity import checksum, inconsistency
 from polyplib.errors import DataError
 
 RESULT_FORMAT = "polyplib-campaign-result-v1"
 FAILURE_FORMAT = "polyplib-campaign-failure-v1"
 REQUIRED = ("format", "run_id", "profile", "campaign", "spec", "provenance", "train", "tests")
+
+
+class StoreWarning(UserWarning):
+    """A stored result that disagrees with itself: named once, then treated as missing."""
 
 
 def write_json_atomic(path: Path, payload: Any) -> Path:
@@ -38,9 +44,10 @@ class Store:
         return self.path(run_id).is_file()
 
     def load(self, run_id: str) -> dict[str, Any] | None:
-        """The stored result of a run (None when absent); a damaged or foreign file is a one-line DataError."""
+        """The stored result of a run (None when absent, or when it disagrees with itself: `integrity`, named in a
+        StoreWarning); a damaged or foreign file is a one-line DataError."""
         path = self.path(run_id)
-        return read_result(path, run_id) if path.is_file() else None
+        return checked(path, read_result(path, run_id)) if path.is_file() else None
 
     def find(self, spec: "RunSpec") -> dict[str, Any] | None:
         """The stored result that fulfils a declared run: its own, or that of an explicit recipe it resolves to."""
@@ -50,13 +57,19 @@ class Store:
                 return result
         return None
 
+    def untrusted(self, spec: "RunSpec") -> Path | None:
+        """A result file of the run that `find` did not trust (it disagrees with itself): kept, never written over."""
+        if self.find(spec) is not None:
+            return None
+        return next((self.path(f.run_id) for f in spec.equivalents() if self.has(f.run_id)), None)
+
     def results_for(self, specs) -> list[dict[str, Any]]:
         """The stored results that fulfil `specs` (`find`), in their order."""
         return [r for r in (self.find(s) for s in specs) if r is not None]
 
     def save(self, result: dict[str, Any]) -> Path:
-        """Store a finished run (and drop the failure record of an earlier attempt)."""
-        path = write_json_atomic(self.path(result["run_id"]), result)
+        """Store a finished run with its checksum (and drop the failure record of an earlier attempt)."""
+        path = write_json_atomic(self.path(result["run_id"]), {**result, "checksum": checksum(result)})
         self.failure_path(result["run_id"]).unlink(missing_ok=True)
         return path
 
@@ -83,8 +96,18 @@ class Store:
         """Every stored result (or those of `run_ids` that exist), in file-name or `run_ids` order."""
         if run_ids is None:
             paths = sorted(self.folder.glob("*.json")) if self.folder.is_dir() else []
-            return [read_result(p, p.stem) for p in paths]
+            return [r for r in (checked(p, read_result(p, p.stem)) for p in paths) if r is not None]
         return [r for r in (self.load(i) for i in run_ids) if r is not None]
+
+
+def checked(path: Path, result: dict[str, Any]) -> dict[str, Any] | None:
+    """`result` when it agrees with itself; else None, named in one line (a StoreWarning)."""
+    why = inconsistency(result)
+    if why is None:
+        return result
+    warnings.warn(f"result file {path} is inconsistent: {why}; it is treated as missing (delete it to train that run "
+                  "again)", StoreWarning, stacklevel=2)
+    return None
 
 
 def read_result(path: Path, run_id: str, kind: str = RESULT_FORMAT, required: tuple[str, ...] = REQUIRED

@@ -23,12 +23,13 @@ CACHE_MARKER = ".polyplib-cache.json"  # written last into a complete cache fold
 
 def prepare_cache(name: str, out_dir: str | os.PathLike, root: str | os.PathLike | None = None, image_size: int = 256,
                   split: str | None = None, *, protocol: str = "gmsrf", split_seed: int | None = None,
-                  image_format: str = "png") -> Path:
+                  image_format: str = "png", overwrite: bool = False) -> Path:
     """Write <out_dir>/<same folder>/{images,masks}/<id>.png at image_size (ids, splits, boxes, original sizes kept).
 
     `image_format="jpg"` (quality 95) makes images ~5x smaller for carrying; masks are always lossless PNG, and the
     original-resolution masks are kept too (grey levels as decoded, PNG, in `masks_orig/`), so that evaluation at the
-    original resolution on a cache scores against the original ground truth.
+    original resolution on a cache scores against the original ground truth. An existing cache is replaced only with
+    `overwrite`; a folder of other data never, nor is a cache written inside the dataset's own folder.
     """
     if image_format not in WRITE_FLAGS:
         raise ConfigError(f"image_format must be one of {sorted(WRITE_FLAGS)}; got {image_format!r}")
@@ -41,9 +42,15 @@ def prepare_cache(name: str, out_dir: str | os.PathLike, root: str | os.PathLike
     target = out_dir / folder.relative_to(data_root(root))
     if target.resolve() == folder.resolve():
         raise ConfigError(f"out_dir {out_dir} is the data root itself; choose another folder")
+    if out_dir.resolve().is_relative_to(folder.resolve()):
+        raise ConfigError(f"--out {out_dir} is inside the dataset folder {folder}: the cache would be written among "
+                          "your data; choose a folder outside it")
     if target.exists() and not (target / CACHE_MARKER).is_file():
         raise ConfigError(f"--out {out_dir}: {target} exists and is not a complete polyplib cache (data of yours, or "
                           "an old cache); delete it or choose another --out")
+    if target.exists() and not overwrite:
+        raise ConfigError(f"--out {out_dir} already holds a cache of {name} ({target}); pass --overwrite to replace it "
+                          "or choose another --out")
     final, target = target, _partial_dir(target)
     (target / "images").mkdir(parents=True)
     (target / "masks").mkdir(parents=True)

@@ -153,5 +153,5 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, split: str | 
                               f"available: {', '.join(table)}")
         pairs = _select(pairs, table[split], name, split, protocol, where)
     if check and name != "synthpolyp":
-        check_pairs(pairs, source=f"{name} ({where})")
+        check_pairs(pairs, source=f"{name} ({where})", mask_threshold=mask_threshold)
     return PolypDataset(tag, pairs, reader, image_size=image_size, augment=augment, seed=seed, **extras)

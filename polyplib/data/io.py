@@ -86,18 +86,19 @@ def _mismatch(pair: Pair, image_hw: tuple[int, int], mask_hw: tuple[int, int]) -
             f"{mask_hw[0]}x{mask_hw[1]} (HxW): fix or remove this pair")
 
 
-def check_pairs(pairs: list[Pair], source: str) -> None:
+def check_pairs(pairs: list[Pair], source: str, mask_threshold: int = 127) -> None:
     """Verify every pair (readable, sizes agree) and warn with a count about empty masks, which are kept."""
     empty = []
     for pair in pairs:
-        mask = read_mask(pair.mask_path)
+        mask = read_mask(pair.mask_path, mask_threshold)
         image_hw = image_size(pair.image_path)
         if image_hw != mask.shape:
             raise DataError(_mismatch(pair, image_hw, mask.shape))
         if not mask.any():
             empty.append(pair.id)
     if empty:
-        warnings.warn(f"{source}: {len(empty)} of {len(pairs)} masks are empty (kept), e.g. {empty[:5]}",
+        warnings.warn(f"{source}: {len(empty)} of {len(pairs)} masks are empty (no grey value above the mask threshold "
+                      f"{mask_threshold}; kept), e.g. {empty[:5]}; masks drawn in 0/1 or 0/100 need mask_threshold=0",
                       DataWarning, stacklevel=3)
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -16,6 +17,8 @@ from torch import nn
 from torch.utils.data import DataLoader, default_collate
 from tqdm.auto import tqdm
 
+from polyplib.atomic import atomic_write
+from polyplib.data.io import DataWarning
 from polyplib.engine.checkpoint import load_checkpoint
 from polyplib.engine.config import TrainConfig
 from polyplib.engine.provenance import provenance
@@ -25,9 +28,10 @@ from polyplib.outputs import check_output_dir, check_positive, check_probability
 
 PredictFn = Callable[[dict[str, Any]], torch.Tensor]
 GMSRF_KEYS = ("dice", "iou", "recall", "precision")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
 EVAL_FILES = ("per_image.csv", "summary.json", "overlays.png", "predictions")  # what `evaluate` writes in out_dir
-EVAL_IDENTITY = ("checkpoint", "dataset", "split", "protocol", "image_size")  # same values: the same evaluation
+# same values: the same evaluation (everything that changes its numbers but the checkpoint file's content)
+EVAL_IDENTITY = ("checkpoint", "dataset", "split", "protocol", "image_size", "dataset_options", "data_root")
 
 
 @dataclass
@@ -85,14 +89,16 @@ def default_eval_dir(checkpoint: str | Path, dataset: str, split: str | None) ->
     return checkpoint.parent / "-".join(["eval", checkpoint.stem, dataset] + ([split] if split else []))
 
 
-def _same_evaluation(recorded: dict[str, Any], now: dict[str, Any]) -> bool:
+def _differences(recorded: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """The EVAL_IDENTITY fields in which a recorded evaluation differs from this one."""
+    differ = []
     for key in EVAL_IDENTITY:
         a, b = recorded.get(key), now.get(key)
         if key == "checkpoint" and a is not None and b is not None:
             a, b = Path(a).resolve(), Path(b).resolve()
         if a != b:
-            return False
-    return True
+            differ.append(key)
+    return differ
 
 
 def claim_eval_dir(out: Path, identity: dict[str, Any], overwrite: bool) -> None:
@@ -105,9 +111,11 @@ def claim_eval_dir(out: Path, identity: dict[str, Any], overwrite: bool) -> None
         recorded = json.loads((out / "summary.json").read_text())
     except (OSError, ValueError):
         recorded = {}
-    if not overwrite and not (isinstance(recorded, dict) and _same_evaluation(recorded, identity)):
-        what = (f"checkpoint {recorded.get('checkpoint')} on {recorded.get('dataset')} split {recorded.get('split')}"
-                if isinstance(recorded, dict) and recorded else f"files {', '.join(p.name for p in present)}")
+    differ = _differences(recorded, identity) if isinstance(recorded, dict) else ["summary.json"]
+    if not overwrite and differ:
+        what = (f"checkpoint {recorded.get('checkpoint')} on {recorded.get('dataset')} split {recorded.get('split')}, "
+                f"differing in {', '.join(differ)}" if isinstance(recorded, dict) and recorded
+                else f"files {', '.join(p.name for p in present)}")
         raise ConfigError(f"--out {out} holds another evaluation ({what}); pass --overwrite to replace it "
                           "or choose another --out")
     for path in present:
@@ -170,7 +178,7 @@ def evaluate(model: nn.Module | str | Path | None, dataset: str, *, out_dir: str
     `out_dir=None` (checkpoint paths only): `default_eval_dir`. A folder holding another evaluation is refused
     unless `overwrite`. Models with `native_resolution` (Polyp-SAM) get original-resolution images one at a time (they
     resize their own input) and add the MONAI protocol columns, as does `monai=True`."""
-    from polyplib.data import load_dataset
+    from polyplib.data import data_root, load_dataset
     from polyplib.data.frames import shipped_segments
 
     check_positive(batch_size, "--batch-size")
@@ -200,7 +208,8 @@ def evaluate(model: nn.Module | str | Path | None, dataset: str, *, out_dir: str
     if len(ds) == 0:
         raise DataError(f"dataset {dataset!r} split {split!r} is empty; check the data root and split name")
     identity = {"checkpoint": checkpoint, "dataset": dataset, "split": split, "protocol": protocol if split else None,
-                "image_size": image_size}
+                "image_size": image_size, "dataset_options": dict(dataset_options or {}),
+                "data_root": None if dataset == "synthpolyp" else str(data_root(root).resolve())}
     out.mkdir(parents=True, exist_ok=True)
     claim_eval_dir(out, identity, overwrite)
     pred_dir = out / "predictions"
@@ -230,6 +239,12 @@ def evaluate(model: nn.Module | str | Path | None, dataset: str, *, out_dir: str
     if segments is not None:
         table["segment"] = table["id"].astype(str).map(segments)
     metrics = [c for c in table.columns if c not in ("id", "dataset", "segment")]
+    too_small = table.loc[table["meanEm"].isna(), "id"].astype(str).tolist()
+    if too_small:
+        warnings.warn(f"{dataset}: {len(too_small)} image(s) too small for the E-measure (a single pixel) are left out "
+                      f"of meanEm and maxEm: {', '.join(too_small[:5])}{' ...' if len(too_small) > 5 else ''}",
+                      DataWarning, stacklevel=2)
+        labels["too_small_for_em"] = too_small
     summary = {**identity, "n": len(table), "means": table[metrics].mean().to_dict(),
                "std": table[metrics].std(ddof=0).to_dict(), **labels, **provenance()}
     files = {"csv": out / "per_image.csv", "summary": out / "summary.json"}
@@ -276,30 +291,45 @@ def read_image(path: Path) -> np.ndarray:
     """An RGB uint8 image from disk (clear error when unreadable)."""
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
-        raise DataError(f"cannot read image {path}; is it a valid jpg/png/tif/bmp file?")
+        raise DataError(f"cannot read image {path}; is it a valid jpg/png/tif/bmp/webp file?")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def write_png(path: Path, array: np.ndarray) -> Path:
-    """Write one PNG and check that it was written (cv2.imwrite reports failure only by its return value)."""
+    """Write one PNG atomically (a temporary file in its folder renamed over `path`: a link planted at `path` is
+    replaced, never followed) and check that it was encoded."""
     try:
-        ok = cv2.imwrite(str(path), array)
+        ok, data = cv2.imencode(".png", array)
     except cv2.error as err:
         raise DataError(f"cannot write {path} ({str(err).strip().splitlines()[-1]})") from None
     if not ok:
-        raise DataError(f"cannot write {path}; check free space and permissions of {path.parent}")
+        raise DataError(f"cannot encode {path} as PNG")
+    if not path.parent.is_dir():
+        raise DataError(f"cannot write {path}: its folder does not exist")
+    try:
+        with atomic_write(path, "wb") as handle:
+            handle.write(data.tobytes())
+    except OSError as err:
+        raise DataError(f"cannot write {path} ({err.strerror}); check free space and permissions of "
+                        f"{path.parent}") from None
     return path
 
 
 def plan_masks(input_dir: str | Path, out_dir: str | Path, overwrite: bool = False) -> dict[Path, Path]:
     """Input image -> mask path for `predict_folder`, refusing anything that would write over an input, over an
-    existing file (unless `overwrite`) or two images onto one mask (same stem)."""
+    existing file or link (unless `overwrite`) or two images onto one mask (same stem). Hidden files (`.x.jpg`, macOS
+    `._x.jpg`) are not images; other files are named in a warning."""
     src = Path(input_dir)
     if not src.is_dir():
         raise DataError(f"input folder {src} does not exist or is not a folder; pass a folder of images")
-    files = sorted(p for p in src.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    visible = sorted(p for p in src.iterdir() if not p.name.startswith(".") and p.is_file())
+    files = [p for p in visible if p.suffix.lower() in IMAGE_SUFFIXES]
+    others = [p.name for p in visible if p not in files]
     if not files:
         raise DataError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found in {src}")
+    if others:
+        warnings.warn(f"{src}: skipped {len(others)} file(s) that are not images ({', '.join(IMAGE_SUFFIXES)}): "
+                      f"{', '.join(others[:5])}{' ...' if len(others) > 5 else ''}", DataWarning, stacklevel=2)
     out = check_output_dir(out_dir)
     if out.exists() and out.resolve() == src.resolve():
         raise ConfigError(f"--out {out} is the input folder: the masks would be written over or among the images; "
@@ -312,10 +342,11 @@ def plan_masks(input_dir: str | Path, out_dir: str | Path, overwrite: bool = Fal
         if target in by_target:
             raise DataError(f"{by_target[target].name} and {path.name} in {src} share the stem {path.stem!r}, so both "
                             f"masks would be {target}; rename one of them")
-        if target.exists() and target.resolve() in inputs:
+        present = target.exists() or target.is_symlink()
+        if present and target.resolve() in inputs:
             raise ConfigError(f"--out {out}: mask {target} would overwrite the input image {target}; "
                               "choose another --out")
-        if target.exists() and not overwrite:
+        if present and not overwrite:
             raise ConfigError(f"--out {out} already holds {target.name} (and maybe more masks); pass --overwrite to "
                               "replace them or choose an empty --out")
         by_target[target], plan[path] = path, target
@@ -326,8 +357,9 @@ def plan_masks(input_dir: str | Path, out_dir: str | Path, overwrite: bool = Fal
 def predict_folder(checkpoint: str | Path, input_dir: str | Path, out_dir: str | Path, *, image_size: int | None = None,
                    threshold: float = 0.5, device: str = "auto", progress: bool = True,
                    overwrite: bool = False) -> list[Path]:
-    """Binary mask PNGs (0/255, original resolution) for every image of a folder (never written over an input;
-    over existing files only with `overwrite`)."""
+    """Binary mask PNGs (0/255, original resolution) for every image of a folder, written atomically (never over an
+    input; over existing files only with `overwrite`, and a link there is replaced, not followed). Unreadable images
+    are skipped and named in a DataError once the others are written; a folder made here and left empty is removed."""
     check_positive(image_size, "--image-size")
     check_probability(threshold, "--threshold")
     dev = resolve_device(device)
@@ -338,12 +370,26 @@ def predict_folder(checkpoint: str | Path, input_dir: str | Path, out_dir: str |
     plan = plan_masks(input_dir, out_dir, overwrite)
     size = image_size or config.image_size
     predict = model_predict_fn(model, dev)
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
-    written = []
-    for path, target in tqdm(plan.items(), desc="predict", disable=not progress, leave=False):
-        image = read_image(path)
-        resized = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
-        tensor = torch.from_numpy(resized).permute(2, 0, 1).float().div(255)[None]
-        prob = _resize_prob(predict({"image": tensor})[0].cpu(), image.shape[:2])[0].numpy()
-        written.append(write_png(target, np.where(prob > threshold, 255, 0).astype(np.uint8)))
+    out = Path(out_dir)
+    made = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    written, unreadable = [], []
+    try:
+        for path, target in tqdm(plan.items(), desc="predict", disable=not progress, leave=False):
+            try:
+                image = read_image(path)
+            except DataError:
+                unreadable.append(path.name)
+                continue
+            resized = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+            tensor = torch.from_numpy(resized).permute(2, 0, 1).float().div(255)[None]
+            prob = _resize_prob(predict({"image": tensor})[0].cpu(), image.shape[:2])[0].numpy()
+            written.append(write_png(target, np.where(prob > threshold, 255, 0).astype(np.uint8)))
+    finally:
+        if made and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+    if unreadable:
+        raise DataError(f"wrote {len(written)} masks to {out}; skipped {len(unreadable)} image(s) that cannot be read "
+                        f"as jpg/png/tif/bmp/webp: {', '.join(unreadable[:5])}{' ...' if len(unreadable) > 5 else ''} "
+                        "(replace or remove them)")
     return written

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from polyplib.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from polyplib.engine.config import TrainConfig
 from polyplib.engine.distributed import DistInfo, all_gather_objects, all_reduce_sum, cleanup, init_distributed
-from polyplib.errors import ConfigError, DivergenceError
+from polyplib.errors import ConfigError, DivergenceError, WeightsError
 from polyplib.outputs import check_output_dir, stale_temporaries
 
 FORMAT = "polyplib-train-v1"
@@ -229,6 +229,14 @@ def _differences(recorded: dict[str, Any], config: TrainConfig) -> list[str]:
     return sorted(k for k in now if recorded.get(k) != now[k])
 
 
+def _trained_anything(out: Path) -> bool:
+    """Whether a run folder holds a checkpoint, a result or a logged epoch (else its start failed: nothing to keep)."""
+    if any((out / name).exists() for name in RUN_FILES if name not in ("config.json", "log.jsonl")):
+        return True
+    log = out / "log.jsonl"
+    return log.is_file() and bool(log.read_text().strip())
+
+
 def prepare_out_dir(config: TrainConfig, resume: bool, overwrite: bool = False) -> bool:
     """Check `config.out_dir` before any work; True when there is a `last.pt` to resume from.
 
@@ -237,6 +245,10 @@ def prepare_out_dir(config: TrainConfig, resume: bool, overwrite: bool = False) 
     out = check_output_dir(config.out_dir, "--out (out_dir)")
     present = [name for name in RUN_FILES if (out / name).exists()]
     recorded = out / "config.json"
+    if present and not _trained_anything(out):  # a start that failed before its first epoch: nothing to keep
+        for name in present:
+            (out / name).unlink()
+        present = []
     if recorded.is_file():
         try:
             differs = _differences(json.loads(recorded.read_text()), config)
@@ -264,15 +276,17 @@ def prepare_out_dir(config: TrainConfig, resume: bool, overwrite: bool = False) 
 
 @torch.no_grad()
 def validate(model: nn.Module, loader: DataLoader, loss_fn, device: torch.device, amp_dtype, channels_last: bool,
-             info: DistInfo) -> dict[str, float]:
-    """Validation loss and GMSRF-protocol metrics (threshold 0.5) averaged over the images of all ranks."""
+             info: DistInfo, progress: bool = False) -> dict[str, float]:
+    """Validation loss and GMSRF-protocol metrics (threshold 0.5) averaged over the images of all ranks (`progress`:
+    a bar on the main rank)."""
     from polyplib.metrics import gmsrf_metrics
 
     was_training = model.training
     model.eval()
     keys = ("dice", "iou", "recall", "precision")
     sums = torch.zeros(len(keys) + 2, dtype=torch.float64)
-    for batch in loader:
+    for batch in tqdm(loader, desc="validation", disable=not (progress and info.is_main), leave=False,
+                      dynamic_ncols=True):
         batch = to_device(batch, device, channels_last)
         with _autocast(device, amp_dtype):
             out = forward(model, batch)
@@ -353,7 +367,7 @@ class _Run:
         self.best: dict[str, Any] = {"metric": None, "epoch": None}
         self.history: list[dict] = []
         if resume and (self.out / "last.pt").is_file():
-            self._restore(load_checkpoint(self.out / "last.pt"))
+            self._restore(self._last_checkpoint())
         elif self.info.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / "log.jsonl").write_text("")
@@ -409,13 +423,29 @@ class _Run:
         if self.info.is_main:
             log.write_text("".join(json.dumps(row) + "\n" for row in self.history))
 
+    def _last_checkpoint(self) -> dict[str, Any]:
+        """`last.pt` to resume from; unreadable, a one-line error that says how to go on."""
+        last = self.out / "last.pt"
+        try:
+            return load_checkpoint(last)
+        except WeightsError as err:
+            best = (self.out / "best.pt").is_file()
+            why = str(err).removesuffix("; use another checkpoint")
+            raise WeightsError(f"cannot resume: {why}. Delete {last} to train this run again from epoch 1 with its "
+                               "options (`--resume` does that when there is no last.pt)"
+                               + (f"; {self.out / 'best.pt'} still holds its selected model for evaluate and predict"
+                                  if best else "")) from None
+
     def _zero_loss(self) -> torch.Tensor:
         return torch.zeros((), dtype=torch.float64, device=self.device)
 
     def _check_loss(self) -> None:
         if not torch.isfinite(self.loss_sum):
+            fixes = "lower the learning rate (--lr)" + ("" if self.amp_dtype is None else " or use --precision fp32")
+            again = " and --overwrite (this run's checkpoints would be replaced)" if (self.out / "last.pt").is_file() \
+                else ""
             raise DivergenceError(f"training loss became {float(self.loss_sum)} in epoch {self.epoch + 1} (by step "
-                                     f"{self.global_step}); lower the learning rate (--lr) or use --precision fp32")
+                                  f"{self.global_step}); retrain with {fixes}{again}")
 
     # -- loop ----------------------------------------------------------------------------------------------------
     def _optimizer_step(self) -> None:
@@ -499,7 +529,7 @@ class _Run:
             if (self.epoch + 1) % cfg.val_every == 0 or self.epoch + 1 == cfg.epochs:
                 # the plain module: DDP's per-forward buffer broadcast would hang when ranks hold unequal val shards
                 metrics = validate(unwrap(self.net), self.val_loader(), self.val_loss_fn, self.device, self.amp_dtype,
-                                   self.channels_last, self.info)
+                                   self.channels_last, self.info, cfg.progress)
                 row.update(metrics)
                 if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                     self.scheduler.step(metrics["val_loss"])

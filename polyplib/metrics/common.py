@@ -39,6 +39,13 @@ def _nanmean(values: list[float]) -> float:
     return float(np.mean(finite)) if finite else float("nan")
 
 
+def _nanmean_curve(curves: list[np.ndarray]) -> np.ndarray:
+    """Mean per threshold over the images that have a score (NaN where none has)."""
+    stacked = np.asarray(curves, dtype=np.float64)
+    scored = (~np.isnan(stacked)).sum(axis=0)
+    return np.where(scored > 0, np.nansum(stacked, axis=0) / np.maximum(scored, 1), np.nan)
+
+
 def aggregate(results: list[dict]) -> dict:
     """Mean over images of every scalar (NaN = undefined for that image, skipped); curves (`curves` key of
     pranet_metrics) are averaged per threshold and `maxX` is recomputed as the max of the mean curve, as the
@@ -48,7 +55,7 @@ def aggregate(results: list[dict]) -> dict:
     keys = [k for k in results[0] if k != "curves"]
     out = {k: _nanmean([r[k] for r in results]) for k in keys}
     if "curves" in results[0]:
-        curves = {name: np.mean([r["curves"][name] for r in results], axis=0) for name in results[0]["curves"]}
+        curves = {name: _nanmean_curve([r["curves"][name] for r in results]) for name in results[0]["curves"]}
         for name, curve in curves.items():
             out[f"max{CURVE_KEYS[name]}"] = float(curve.max())
         out["curves"] = curves

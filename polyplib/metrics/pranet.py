@@ -9,6 +9,7 @@ from polyplib.metrics.common import CURVE_KEYS, as_pair, safe_ratio
 THRESHOLDS = np.linspace(1.0, 0.0, 256)  # MATLAB 1:-1/255:0
 TIE_TOL = 1e-9  # `pred >= t` with ties up to float error counted as >= (t = k/255 is not exact in binary)
 EPS = np.finfo(np.float64).eps
+MIN_EM_PIXELS = 2  # the toolbox's E-measure divides by N-1: a single pixel has no score
 
 
 def matlab_round(x: float) -> int:
@@ -55,7 +56,14 @@ def threshold_counts(pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.n
 
 
 def enhanced_alignment(n_pos: np.ndarray, tp: np.ndarray, n_gt: float, n: float) -> np.ndarray:
-    """E-measure of binary maps from their counts (Enhancedmeasure.m): Σ((align+1)^2/4) / (N-1+eps)."""
+    """E-measure of binary maps from their counts (Enhancedmeasure.m): Σ((align+1)^2/4) / (N-1+eps), at most 1.
+
+    The toolbox divides by N-1 where Fan et al. (IJCAI 2018, Eq. 6) take the mean over the N pixels, a score in
+    [0, 1]; the two differ by a factor N/(N-1), which lets near-perfect alignment exceed 1 (by up to 1/(N-1): 4/3 on a
+    2x2 image, 1.5e-5 at 256x256) and divides by eps on a single pixel. So the score is capped at 1 and an image of
+    fewer than `MIN_EM_PIXELS` pixels is too small to score (NaN)."""
+    if n < MIN_EM_PIXELS:
+        return np.full(n_pos.shape, np.nan)
     if n_gt == 0:
         total = n - n_pos  # 1 - FM summed
     elif n_gt == n:
@@ -68,7 +76,7 @@ def enhanced_alignment(n_pos: np.ndarray, tp: np.ndarray, n_gt: float, n: float)
         for count, a, b in parts:
             align = 2 * a * b / (a ** 2 + b ** 2 + EPS)
             total = total + count * (align + 1) ** 2 / 4
-    return total / (n - 1 + EPS)
+    return np.minimum(total / (n - 1 + EPS), 1.0)
 
 
 def pranet_metrics(prob, gt, quantize: bool = True) -> dict:
@@ -77,7 +85,8 @@ def pranet_metrics(prob, gt, quantize: bool = True) -> dict:
     t from 1 to 0).
 
     Fmeasure_calu.m: when TP == 0 at a threshold, Dice, IoU, sensitivity and specificity are all 0 there, so an empty
-    GT scores 0 on them. Empty GT: Sm = 1 - mean(pred), wFm = 0, Em(t) = mean(pred < t)·N/(N-1).
+    GT scores 0 on them. Empty GT: Sm = 1 - mean(pred), wFm = 0, Em(t) = min(mean(pred < t)·N/(N-1), 1).
+    meanEm and maxEm are NaN on an image too small to score (`enhanced_alignment`).
     Dataset maxima must be taken on the mean curve: use `aggregate`, which does that.
     """
     prob, gt = as_pair(prob, gt)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from polyplib.errors import ConfigError
@@ -30,6 +31,9 @@ def cmd_cascade(args: argparse.Namespace) -> int:
     from polyplib.sam.cascade import box_robustness, evaluate_sam
 
     sam = load_sam(args.sam, args.allow_scratch)
+    if not args.detector:
+        print("polyplib cascade: no --detector given, so SAM is prompted with ground-truth boxes only (no cascade "
+              "result); pass --detector CHECKPOINT for boxes from a trained model", file=sys.stderr)
     dataset_options = {}
     for item in args.dataset_option:
         key, sep, raw = item.partition("=")

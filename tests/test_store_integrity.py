@@ -1,0 +1,111 @@
+"""Issue 23 S5: a stored result must agree with itself (run id = hash of its spec, checksum, every declared test,
+means = means of its per-image scores), else it is named in one line and treated as missing."""
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from polyplib import cli
+from polyplib.campaigns import Context, Store, campaigns, execute
+from polyplib.campaigns.integrity import inconsistency
+from polyplib.campaigns.runner import status
+from polyplib.campaigns.store import StoreWarning
+
+REPO = Path(__file__).resolve().parents[1]
+RUN = "595837494b2e"  # lite cross-dataset GMSRF-Net seed 0 (kvasir-seg test split, cvc-colondb)
+STORED = [p for p in sorted((REPO / "results").glob("*/*/*.json")) if p.parent.name not in ("bench", "figures")]
+
+
+def test_every_committed_result_agrees_with_itself():
+    assert len(STORED) >= 20
+    for path in STORED:
+        store = Store(REPO / "results", path.parents[1].name, path.parent.name)
+        assert inconsistency(store.load(path.stem)) is None, path
+
+
+@pytest.fixture
+def copy(tmp_path: Path) -> Path:
+    """The results folder with one real stored run (and its seed-1 partner) copied in."""
+    folder = tmp_path / "results" / "lite" / "cross-dataset"
+    folder.mkdir(parents=True)
+    for path in (REPO / "results" / "lite" / "cross-dataset").glob("*.json"):
+        if json.loads(path.read_text())["spec"]["labels"]["model"] == "GMSRF-Net":
+            shutil.copy(path, folder)
+    return folder
+
+
+def edit(path: Path, change) -> None:
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+
+
+def set_seed(data: dict) -> None:
+    data["spec"]["config"]["seed"] = 7
+
+
+EDITS = {
+    "mean": (lambda d: d["tests"][0]["means"].update(dice=0.99), "has mean dice 0.99 but its per-image scores average"),
+    "per-image": (lambda d: d["tests"][1]["per_image"]["dice"].__setitem__(0, 1.0), "per-image scores average"),
+    "seed": (set_seed, "hashes to run id"),
+    "missing test": (lambda d: d["tests"].pop(1), "lacks test 'cvc-colondb' of its spec"),
+    "text metric": (lambda d: d["tests"][0]["means"].update(Sm="high"), "a mean Sm that is not a number ('high')"),
+    "n": (lambda d: d["tests"][0].update(n=99), "has n 99 but 100 per-image ids"),
+}
+
+
+@pytest.mark.parametrize("kind", list(EDITS))
+def test_an_edited_result_is_named_in_one_line_and_treated_as_missing(copy, kind):
+    change, needle = EDITS[kind]
+    store = Store(copy.parents[1], "lite", "cross-dataset")
+    spec = next(s for s in campaigns("lite")["cross-dataset"].runs if any(f.run_id == RUN for f in s.equivalents()))
+    ctx = Context(results=str(copy.parents[1]), root=str(copy / "no-data"), device="cpu")
+    assert status(spec, store, ctx)[0] == "done"
+    edit(copy / f"{RUN}.json", change)
+    line = rf"result file .*{RUN}.json is inconsistent: .*{re.escape(needle)}.*treated as missing"
+    with pytest.warns(StoreWarning, match=line):
+        assert store.load(RUN) is None
+    with pytest.warns(StoreWarning):
+        state, detail, _ = status(spec, store, ctx)
+    assert state == "unavailable" and "is inconsistent: delete it to train the run again" in detail
+    with pytest.warns(StoreWarning):
+        assert RUN not in {r["run_id"] for r in store.results()}
+
+
+def test_collect_leaves_an_inconsistent_result_out(capsys, copy):
+    results = copy.parents[1]
+    assert cli.main(["campaign", "collect", "lite", "cross-dataset", "--results", str(results)]) == 0
+    table = capsys.readouterr().out
+    edit(copy / f"{RUN}.json", EDITS["text metric"][0])  # pandas' "agg function failed" before
+    with pytest.warns(StoreWarning, match="not a number"):
+        assert cli.main(["campaign", "collect", "lite", "cross-dataset", "--results", str(results)]) == 0
+    edited = capsys.readouterr().out
+    assert "0.99" not in edited and edited != table
+    rows = [line.split() for line in edited.splitlines()[1:]]
+    assert {row[-1] for row in rows if row[0] == "GMSRF-Net" and row[2] == "kvasir-seg"} == {"2"}  # 3 seeds, 1 out
+
+
+def test_run_never_writes_over_an_inconsistent_result(copy):
+    from test_campaigns import tiny_spec
+
+    spec = tiny_spec(epochs=1)
+    store = Store(copy.parents[2] / "tiny-results", "test", "tiny")
+    store.folder.mkdir(parents=True)
+    edited = store.path(spec.resolved("cpu").run_id)
+    edited.write_text((copy / f"{RUN}.json").read_text().replace(RUN, edited.stem))  # another run's spec: inconsistent
+    before = edited.read_text()
+    with pytest.warns(StoreWarning):
+        outcome = execute(spec, store, work=copy.parents[2] / "work", device="cpu")
+    assert outcome.status == "unavailable" and "inconsistent" in outcome.detail and edited.read_text() == before
+
+
+def test_a_saved_result_carries_a_checksum_that_catches_any_edit(copy, tmp_path):
+    data = json.loads((copy / f"{RUN}.json").read_text())
+    store = Store(tmp_path / "fresh", "lite", "cross-dataset")
+    store.save(data)
+    assert store.load(RUN)["checksum"]
+    edit(store.path(RUN), lambda d: d["train"].update(best_epoch=3))
+    with pytest.warns(StoreWarning, match="does not match its checksum"):
+        assert store.load(RUN) is None
