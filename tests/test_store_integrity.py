@@ -109,3 +109,16 @@ def test_a_saved_result_carries_a_checksum_that_catches_any_edit(copy, tmp_path)
     edit(store.path(RUN), lambda d: d["train"].update(best_epoch=3))
     with pytest.warns(StoreWarning, match="does not match its checksum"):
         assert store.load(RUN) is None
+
+
+def test_report_card_scores_may_be_null_where_undefined_but_must_average_to_their_mean():
+    from polyplib.campaigns.integrity import _entry_problem
+
+    entry = {"key": "cvc-colondb", "prompt": "none", "n": 3, "means": {"dice": 0.5, "hd95": 3.0},
+             "per_image": {"id": ["1", "2", "3"], "dice": [0.0, 0.75, 0.75], "hd95": [None, 2.0, 4.0],
+                           "segment": [1, 1, 2]}}
+    assert _entry_problem(entry) is None  # HD95 undefined on the empty prediction: left out of its mean
+    entry["means"]["hd95"] = 2.0
+    assert "mean hd95 2.0 but its per-image scores average 3.000000" in _entry_problem(entry)
+    entry["means"]["hd95"], entry["per_image"]["hd95"][0] = 3.0, "n/a"
+    assert "per-image hd95 scores that are not 3 numbers" in _entry_problem(entry)
