@@ -119,3 +119,21 @@ def test_external_command_hooks(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(cli, "EXTERNAL_COMMANDS", ("brokenhook",))
     with pytest.raises(ModuleNotFoundError, match="no_such_dependency_xyz"):
         cli.build_parser()
+
+
+def test_datasets_duplicates_finds_a_copied_frame_and_says_whether_it_crosses_the_split(capsys, kvasir_root, tmp_path):
+    images = kvasir_root / "Kvasir-SEG" / "images"
+    cv2.imwrite(str(images / "k3.jpg"), cv2.imread(str(images / "k0.jpg")))  # a near copy (JPEG re-encoded)
+    cv2.imwrite(str(kvasir_root / "Kvasir-SEG" / "masks" / "k3.jpg"), cv2.imread(str(kvasir_root / "Kvasir-SEG" / "masks" / "k0.jpg")))
+    found = run_json(capsys, "datasets", "duplicates", "kvasir-seg", "--root", str(kvasir_root))
+    assert [tuple(p[:2]) for p in found["pairs"]] == [("k0", "k3")]
+    crossing = {row["parts"] for row in found["leaks"]}
+    assert len(found["leaks"]) <= 1 and crossing <= {"train/test", "test/train", "train/val", "val/train",
+                                                     "val/test", "test/val"}
+    out = tmp_path / "dups.csv"
+    assert cli.main(["datasets", "duplicates", "kvasir-seg", "--root", str(kvasir_root), "--out", str(out)]) == 0
+    assert out.read_text().splitlines()[1].startswith("k0,k3,")
+    assert cli.main(["datasets", "duplicates", "kvasir-seg", "--root", str(kvasir_root), "--out", str(out)]) == 1
+    assert "exists" in capsys.readouterr().err
+    assert cli.main(["datasets", "segments", "kvasir-seg", "--root", str(kvasir_root)]) == 1
+    assert "no sequence count is known" in capsys.readouterr().err
