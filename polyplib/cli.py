@@ -298,7 +298,8 @@ def _own_commands(sub: argparse._SubParsersAction) -> None:
         p.add_argument(flag, dest=key, type=kind, default=None,
                        help=f"{TRAIN_HELP[key]} (default: the preset's{fallback})")
     p.add_argument("--variant", help="model variant (model_options.variant), e.g. paper or official")
-    p.add_argument("--strategy", help="Polyp-SAM fine-tuning strategy (model_options.strategy): decoder or full")
+    p.add_argument("--strategy", help="Polyp-SAM fine-tuning strategy (model_options.strategy): decoder, full, or "
+                                      "lora (LoRA on the image encoder + mask decoder; rank model_options.lora_rank)")
     p.add_argument("--allow-scratch", action="store_true",
                    help="Polyp-SAM: start from an untrained SAM when the official weights are absent "
                         "(model_options.allow_scratch=true; results are labelled 'scratch' in sam.json)")

@@ -159,7 +159,7 @@ def test_grad_checkpointing_gives_the_same_gradients():
 
 def test_bad_options_are_config_errors(sam):
     with pytest.raises(ConfigError, match="strategy"):
-        PolypSAM(sam, strategy="lora")
+        PolypSAM(sam, strategy="adapter")
     with pytest.raises(ConfigError, match="preprocess"):
         PolypSAM(sam, preprocess="imagenet")
     with pytest.raises(ConfigError, match="boxes must be"):

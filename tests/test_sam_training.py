@@ -211,3 +211,27 @@ def test_bf16_channels_last_cpu_default_trains_both_strategies(tmp_path, strateg
     assert 0 < row["train_loss"] < 2 and 0 <= row["val_dice"] <= 1
     state = load_checkpoint(result.last_checkpoint)["model"]
     assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
+
+
+def test_lora_training_from_a_pretrained_file_keeps_the_encoder_and_loads_back(tmp_path, monkeypatch):
+    """The `lora` strategy through the trainer: the SAM weights it starts from stay bit-identical, the LoRA updates and
+    the mask decoder train, and the checkpoint rebuilds the same LoRA model."""
+    from polyplib.sam.build import build_sam
+    monkeypatch.setenv("POLYPLIB_WEIGHTS", str(tmp_path / "no-weights"))
+    torch.manual_seed(2)
+    start = build_sam("tiny", 64).state_dict()
+    weights = tmp_path / "sam_tiny_start.pth"
+    torch.save(start, weights)
+    options = {"encoder_size": 64, "strategy": "lora", "lora_rank": 2, "checkpoint": str(weights)}
+    result = train(tiny_config(tmp_path, "lora", epochs=1, model_options=options, dataset_options={"n": 6}, seed=0))
+    saved = load_checkpoint(result.last_checkpoint)["model"]
+    base = {k.replace(".attn.qkv.qkv.", ".attn.qkv."): v for k, v in saved.items() if not k.endswith(
+        (".a_q", ".b_q", ".a_v", ".b_v"))}
+    for key, value in start.items():
+        if key.startswith(("image_encoder.", "prompt_encoder.")):
+            assert torch.equal(base[f"sam.{key}"], value), key  # frozen: the pretrained weights, bit for bit
+    assert any(not torch.equal(saved[f"sam.{k}"], v) for k, v in start.items() if k.startswith("mask_decoder."))
+    assert any(saved[k].abs().sum() > 0 for k in saved if k.endswith(".b_v"))  # B left zero: nothing learnt
+    model, config = load_trained_model(result.last_checkpoint)
+    assert model.strategy == "lora" and model.lora_rank == 2 and config.model_options["lora_rank"] == 2
+    assert all(torch.equal(v, saved[k]) for k, v in model.state_dict().items())

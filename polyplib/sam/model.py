@@ -1,4 +1,5 @@
-"""Polyp-SAM (Li et al. 2023, §2): SAM with box prompts, `decoder` or `full` fine-tuning (Fig. 1 a/b)."""
+"""Polyp-SAM (Li et al. 2023, §2): SAM with box prompts, `decoder` or `full` fine-tuning (Fig. 1 a/b), and `lora`
+(beyond the paper: LoRA on the image encoder's attention plus the mask decoder, `polyplib.sam.lora`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -15,9 +16,11 @@ from polyplib.errors import ConfigError
 from polyplib.sam.attention import fast_block
 from polyplib.sam.build import build_sam
 from polyplib.sam.checkpoints import fetch_sam_checkpoint, load_sam_state
+from polyplib.sam.lora import DEFAULT_RANK, add_lora
 from polyplib.sam.preprocess import check_mode, postprocess_logits, preprocess_images, scale_boxes
 
-STRATEGIES = ("decoder", "full")
+STRATEGIES = ("decoder", "lora", "full")
+ENCODER_TRAINS = ("lora", "full")  # strategies whose image-encoder forward needs gradients
 EMPTY_LOGIT = -20.0  # logit of images that have no box prompt (sigmoid ~ 2e-9)
 
 
@@ -42,10 +45,14 @@ class PolypSAM(nn.Module):
 
     def __init__(self, sam: Sam, strategy: str = "decoder", preprocess: str = "sam",
                  grad_checkpointing: bool = False, pretrained_source: str = "scratch",
-                 prompts: PromptOptions | None = None, fast_attention: bool = True) -> None:
+                 prompts: PromptOptions | None = None, fast_attention: bool = True,
+                 lora_rank: int = DEFAULT_RANK) -> None:
         super().__init__()
         if strategy not in STRATEGIES:
-            raise ConfigError(f"strategy={strategy!r} is not known; use 'decoder' (Polyp-SAM Fig. 1a) or 'full' (1b)")
+            raise ConfigError(f"strategy={strategy!r} is not known; use 'decoder' (Polyp-SAM Fig. 1a), 'full' (1b) "
+                              "or 'lora' (LoRA on the image encoder + mask decoder)")
+        if strategy == "lora" and lora_rank < 1:
+            raise ConfigError(f"lora_rank={lora_rank}: the rank of the LoRA update must be at least 1")
         self.sam = sam
         self.strategy = strategy
         self.preprocess = check_mode(preprocess)
@@ -54,9 +61,14 @@ class PolypSAM(nn.Module):
         self.pretrained_source = pretrained_source
         self.recipe: str | None = None  # set by the trainer: which recipe fine-tuned these weights (None: not trained)
         self.prompts = prompts or PromptOptions()
+        self.lora_rank = lora_rank if strategy == "lora" else None
         self.sam.requires_grad_(True)
         for module in self.frozen_modules():
             module.requires_grad_(False)
+        if strategy == "lora":  # the pretrained encoder frozen, its LoRA updates trained
+            self.sam.image_encoder.requires_grad_(False)
+            for param in add_lora(self.sam.image_encoder, lora_rank):
+                param.requires_grad_(True)
         self.train(False)
 
     @property
@@ -65,8 +77,10 @@ class PolypSAM(nn.Module):
         return self.sam.image_encoder.img_size
 
     def frozen_modules(self) -> list[nn.Module]:
-        """Image and prompt encoders under `decoder`, nothing under `full`."""
-        return [self.sam.image_encoder, self.sam.prompt_encoder] if self.strategy == "decoder" else []
+        """Image and prompt encoders under `decoder`, the prompt encoder under `lora` (the image encoder's own weights
+        are frozen there too, its LoRA updates train), nothing under `full`."""
+        return {"decoder": [self.sam.image_encoder, self.sam.prompt_encoder], "lora": [self.sam.prompt_encoder],
+                "full": []}[self.strategy]
 
     def train(self, mode: bool = True) -> PolypSAM:
         """Frozen encoders stay in eval mode while the rest trains."""
@@ -82,7 +96,7 @@ class PolypSAM(nn.Module):
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """[B,3,H,W] RGB in [0,1] -> embeddings [B,C,S/16,S/16] (batched ViT, fused attention, opt. checkpointing)."""
         enc = self.sam.image_encoder
-        with torch.set_grad_enabled(torch.is_grad_enabled() and self.strategy == "full"):
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.strategy in ENCODER_TRAINS):
             x = preprocess_images(images, self.image_size, self.preprocess, self.sam.pixel_mean, self.sam.pixel_std)
             x = enc.patch_embed(x)
             if enc.pos_embed is not None:
@@ -147,7 +161,7 @@ def create_polyp_sam(size: str, strategy: str = "decoder", checkpoint: str | Pat
                      grad_checkpointing: bool = False, sam_url: str | None = None,
                      weights_dir: str | Path | None = None, box_jitter: float = 0.0, per_component: bool = False,
                      max_boxes: int = 8, cache_embeddings: bool = True, cache_dir: str | None = None,
-                     fast_attention: bool = True) -> PolypSAM:
+                     fast_attention: bool = True, lora_rank: int = DEFAULT_RANK) -> PolypSAM:
     """Polyp-SAM of a SAM size: `checkpoint` file, else official weights (cached download), else scratch if allowed."""
     prompts = PromptOptions(box_jitter, per_component, max_boxes, cache_embeddings, cache_dir)
     path = None
@@ -158,4 +172,4 @@ def create_polyp_sam(size: str, strategy: str = "decoder", checkpoint: str | Pat
         load_sam_state(sam, path)
     source = "scratch" if path is None else path.name
     return PolypSAM(sam, strategy=strategy, preprocess=preprocess, grad_checkpointing=grad_checkpointing,
-                    pretrained_source=source, prompts=prompts, fast_attention=fast_attention)
+                    pretrained_source=source, prompts=prompts, fast_attention=fast_attention, lora_rank=lora_rank)
