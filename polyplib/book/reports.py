@@ -139,12 +139,17 @@ def _report_card(section: Section, view: CampaignView, prompt: str = "none", by:
     card = analysis.report_card(view, prompt, by)
     if card.empty:
         return
-    section.table(card, f"{view.profile}: report card per {by} and test set")
-    if "missing" in card:
-        missing = card["missing"].dropna()
-        if len(missing):
-            section.md(f"The results stored before the report card existed have no per-image HD95, NSD or polyp "
-                       f"area ({len(missing)} of {len(card)} rows); a rerun of those runs adds them.")
+    missing = card["missing"].notna() if "missing" in card else pd.Series(False, index=card.index)
+    if missing.all():
+        section.md(f"**Report card:** none of the {len(card)} stored {by} x test set results has per-image HD95, NSD "
+                   "or polyp area: they were evaluated before the report card existed, and a rerun of their "
+                   "evaluation adds it.")
+        return
+    section.table(card[~missing].drop(columns="missing", errors="ignore"),
+                  f"{view.profile}: report card per {by} and test set")
+    if missing.any():
+        section.md(f"{int(missing.sum())} of {len(card)} rows were evaluated before the report card existed and are "
+                   "left out of it.")
     section.md(analysis.REPORT_CARD_NOTE)
 
 

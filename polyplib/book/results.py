@@ -100,8 +100,8 @@ def recipes_text(results: list[dict[str, Any]]) -> str:
     parts = [f"{name}: {len(runs)} run(s)" if len(runs) > 4 else f"{name}: {', '.join(runs)}"
              for name, runs in sorted(groups.items(), key=lambda g: -len(g[1]))]
     return (" Trained with `precision=auto`, which resolves per CPU (bf16 + channels-last where bf16 is native, fp32 "
-            "NCHW elsewhere; chapter 3 finds the same GMSRF-Net Dice within seed noise, for the other models it is "
-            "assumed): " + "; ".join(parts) + ".")
+            "NCHW elsewhere; chapter 3 tests whether the two give equivalent GMSRF-Net Dice, for the other models "
+            "it is assumed): " + "; ".join(parts) + ".")
 
 
 def campaign(settings: BookProfile, name: str, *, run_missing: bool = False, only: str | None = None,

@@ -61,8 +61,8 @@ PROFILES: dict[str, BookProfile] = {
         seeds=(0, 1, 2), gmsrf_preset="gmsrf-paper", gmsrf_options={"variant": "paper"},
         baselines=("unet", "unetplusplus", "deeplabv3plus"), baseline_options={}, sam_model="polyp-sam-tiny",
         sam_options={"allow_scratch": True}, sam_test_protocol="gmsrf", n_examples=4,
-        # precision auto: bf16 + channels-last on a CPU with native bf16, fp32 NCHW elsewhere (chapter 3's check: the
-        # same Dice within seed noise); each stored result names the recipe it ran
+        # precision auto: bf16 + channels-last on a CPU with native bf16, fp32 NCHW elsewhere (chapter 3 tests their
+        # equivalence); each stored result names the recipe it ran
         recipe={"epochs": 10, "precision": "auto", "workers": 0},
         sam_recipe={"epochs": 30, "batch_size": 1, "grad_accum": 8, "warmup_epochs": 3, "lr": 1e-4,
                     "warmup_start_lr": 1e-5, "min_lr": 1e-6, "precision": "auto", "workers": 0},

@@ -78,8 +78,8 @@ def bf16_native(device: torch.device) -> bool:
 def precision_name(precision: str, device_type: str, native_bf16: bool) -> str:
     """The precision option `precision` trains in on a device type. auto: bf16 where it is native; else fp16 (with a
     grad scaler) on a GPU and fp32 on the CPU (emulated bf16 is 4-10x slower: `benchmarks/bench_cpu_bf16.py`). On
-    the CPU bf16 + channels-last trains x2.1 faster (`polyplib bench`) and keeps GMSRF-Net's Dice within seed noise
-    (the lite check of chapter 3, 3 seeds each)."""
+    the CPU bf16 + channels-last trains x2.1 faster (`polyplib bench`); chapter 3's lite check (3 seeds each) finds no
+    Dice difference but cannot show equivalence within +-0.02 either."""
     if precision != "auto":
         return precision
     if device_type == "cuda":
