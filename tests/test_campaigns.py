@@ -71,7 +71,8 @@ def test_declared_campaigns_have_unique_ids_and_share_the_cascade_detector():
         ids = [i for c in declared.values() for i in c.run_ids()]
         assert len(ids) == len(set(ids)), profile
     lite = campaigns("lite")
-    assert [len(c.runs) for c in lite.values()] == [12, 7, 6, 3]  # ablations: 7 variants x 1 seed (CPU budget); fp32 check: 3 seeds
+    # ablations: 7 variants x 1 seed (CPU budget); fp32 check: 3 seeds; convergence: GMSRF-Net and U-Net x 3 seeds
+    assert [len(c.runs) for c in lite.values()] == [12, 7, 6, 3, 6]
     detector = lite["polyp-sam"].runs[0].detectors()[0]
     assert detector.run_id in lite["cross-dataset"].run_ids()  # the cascade reuses the trained GMSRF-Net
 
@@ -384,3 +385,52 @@ def test_every_committed_result_fulfils_a_declared_run():
         for name, camp in campaigns(profile).items():
             store = Store(REPO / "results", profile, name)
             assert {r["run_id"] for r in store.results_for(camp.runs)} == {r["run_id"] for r in store.results()}, name
+
+
+def test_every_committed_result_keeps_its_run_id():
+    """Options added since (snapshot_epochs, ...) leave stored specs hashing to the ids they were stored under."""
+    files = [p for p in (REPO / "results").glob("*/*/*.json") if p.parent.name not in ("bench", "figures")]
+    assert len(files) >= 27
+    for path in files:
+        result = json.loads(path.read_text())
+        assert RunSpec.from_dict(result["spec"]).run_id == result["run_id"] == path.stem, path
+    first = campaigns("lite")["cross-dataset"].runs[0].resolved_on("cpu", True)  # GMSRF-Net seed 0, bf16 (Xeon)
+    assert first.run_id == "595837494b2e" and "snapshot_epochs" not in first.identity()["config"]
+
+
+def test_convergence_runs_store_test_points_at_their_epochs(tmp_path):
+    from polyplib.engine.evaluate import evaluate, load_trained_model
+
+    lite = campaigns("lite")["convergence"]
+    assert [(s.labels["model"], s.labels["seed"]) for s in lite.runs] == [
+        (m, seed) for seed in (0, 1, 2) for m in ("GMSRF-Net", "U-Net")]  # seed 0 of both first: the pilot
+    for spec in lite.runs:
+        c = spec.config
+        assert (c["precision"], c["channels_last"], c["schedule"], c["optimizer"], c["lr"], c["batch_size"]) == (
+            "fp32", False, "warmup-cosine", "adam", 1e-4, 8)
+        assert c["snapshot_epochs"] == [5, 10, 15, c["epochs"]] and spec.equivalents() == [spec]  # one recipe
+        assert [t["key"] for t in spec.tests] == ["kvasir-seg", "cvc-colondb"] and spec.tests[1]["split"] is None
+    camp = campaigns("smoke")["convergence"]
+    ctx = context(tmp_path, "convergence")
+    assert run_campaigns([camp], ctx, report=lambda _: None)["counts"] == {"done": 2}
+    for spec in camp.runs:
+        result = ctx.store(camp).load(spec.run_id)
+        points = {p["epoch"]: p["tests"] for p in result["tests_at_epoch"]}
+        assert list(points) == [1, 2] and not any("per_image" in e for tests in points.values() for e in tests)
+        best = result["train"]["best_epoch"]
+        assert [e["means"] for e in points[best]] == [e["means"] for e in result["tests"]]  # reused, not redone
+        model = load_trained_model(work_dir(ctx.work, spec.run_id) / "train" / "last.pt")[0]  # epoch 2's weights
+        unseen = next(t for t in spec.tests if t["key"] == "synthpolyp-B")
+        direct = evaluate(model, "synthpolyp", out_dir=tmp_path / spec.run_id, image_size=64, overlays=False,
+                          progress=False, device="cpu", dataset_options=unseen["options"]).summary["means"]["dice"]
+        assert next(e for e in points[2] if e["key"] == "synthpolyp-B")["means"]["dice"] == pytest.approx(direct,
+                                                                                                      abs=1e-6)
+    lines = _cli("plan", "lite", "convergence", "--results", str(tmp_path / "r"), "--root", str(tmp_path)).stdout
+    timing = lite.timing
+    gmsrf = round((20 * timing.epoch_s["gmsrf"] + 5 * timing.eval_s["gmsrf"]) / 3600, 2)
+    unet = round((20 * timing.epoch_s["unet"] + 5 * timing.eval_s["unet"]) / 3600, 2)
+    assert f" {gmsrf:.1f} h  unavailable" in lines.splitlines()[0] and f" {unet:.1f} h  " in lines.splitlines()[1]
+    assert f"convergence: {3 * (gmsrf + unet):.1f} h of run time to do" in lines
+    assert f"at most {gmsrf:.1f} h per run" in lines and gmsrf < 2.5
+    config = lite.runs[0].config  # a partial run: the epochs left and every evaluation
+    assert timing.seconds(config, done=15) == 5 * timing.epoch_s["gmsrf"] + 5 * timing.eval_s["gmsrf"]

@@ -183,3 +183,48 @@ def test_bf16_on_a_cpu_that_emulates_it_warns_once_in_one_line(tmp_path, monkeyp
         warnings.simplefilter("error")  # where the CPU computes bf16, or in fp32, nothing to say
         _Run(tiny(tmp_path, "native", precision="bf16", device="cpu"), resume=False)
         _Run(tiny(tmp_path, "fp32", precision="fp32", device="cpu"), resume=False)
+
+
+def test_snapshot_epochs_keep_the_weights_of_those_epochs_and_a_resumed_run_writes_the_same(tmp_path, monkeypatch):
+    from polyplib.engine.evaluate import load_trained_model
+    from polyplib.engine.trainer import snapshot_path, weights_digest
+
+    config = tiny(tmp_path, epochs=3, snapshot_epochs=[1, 3], schedule="warmup-cosine", warmup_epochs=1)
+    result = train(config)
+    out = tmp_path / "run"
+    assert sorted(p.name for p in out.glob("epoch-*.pt")) == ["epoch-1.pt", "epoch-3.pt"]
+    first, last = load_checkpoint(snapshot_path(out, 1)), load_checkpoint(snapshot_path(out, 3))
+    assert (first["epoch"], last["epoch"]) == (1, 3) and "optimizer" not in first  # weights only, as best.pt
+    assert first["metrics"]["val_dice"] == result.history[0]["val_dice"]
+    assert_same_weights(last["model"], load_checkpoint(result.last_checkpoint)["model"])
+    assert any(not torch.equal(first["model"][k], last["model"][k]) for k in first["model"])
+    model, _ = load_trained_model(snapshot_path(out, 1))
+    assert weights_digest(model) != weights_digest(load_trained_model(snapshot_path(out, 3))[0])
+    original, stop_at = _Run.save_last, []
+
+    def crash_after(self):  # killed between the snapshot hook and last.pt of epoch `stop_at[0]`
+        if self.epoch == stop_at[0]:
+            raise KeyboardInterrupt
+        original(self)
+
+    resumed_cfg = config.replace(out_dir=str(tmp_path / "resumed"))
+    resumed = tmp_path / "resumed"
+    monkeypatch.setattr(_Run, "save_last", crash_after)
+    stop_at.append(3)
+    with pytest.raises(KeyboardInterrupt):
+        train(resumed_cfg)
+    assert load_checkpoint(resumed / "last.pt")["epoch"] == 2 and snapshot_path(resumed, 3).is_file()
+    monkeypatch.setattr(_Run, "save_last", original)
+    train(resumed_cfg, resume=True)  # epoch 3 again, and its snapshot: the same weights as the uninterrupted run
+    for epoch in (1, 3):
+        assert_same_weights(load_checkpoint(snapshot_path(resumed, epoch))["model"],
+                            load_checkpoint(snapshot_path(out, epoch))["model"])
+    monkeypatch.setattr(_Run, "save_last", crash_after)
+    stop_at[0] = 1
+    with pytest.raises(KeyboardInterrupt):
+        train(resumed_cfg)  # a fresh start in the same folder drops the snapshots it has not reached again
+    assert [p.name for p in resumed.glob("epoch-*.pt")] == ["epoch-1.pt"]
+    with pytest.raises(ConfigError, match=r"snapshot_epochs=\[2, 4\] must list increasing epochs from 1 to epochs=3"):
+        config.replace(snapshot_epochs=[2, 4])
+    with pytest.raises(ConfigError, match="snapshot_epochs"):
+        config.replace(snapshot_epochs=[2, 1])

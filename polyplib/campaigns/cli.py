@@ -47,20 +47,29 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     from polyplib.campaigns.runner import check_only, plan
 
-    check_only(_campaigns(args), args.only)
-    rows = plan(_campaigns(args), _context(args), args.only)
+    campaigns = _campaigns(args)
+    check_only(campaigns, args.only)
+    rows = plan(campaigns, _context(args), args.only)
     if args.json:
         print(json.dumps(rows, indent=2, default=str))
         return 0
     for r in rows:
         name = " ".join(str(r[k]) for k in ("model", "strategy", "train", "seed") if k in r)
         cost = f"{r['tflops']:.1f} TFLOP" if r["tflops"] is not None else "? TFLOP"
+        hours = f" {r['hours']:.1f} h" if r["hours"] is not None else ""
         detail = f" {r['detail']}" if r["detail"] else ""
-        print(f"{r['campaign']:<14} {r['run_id']}  {name:<42} {cost:>13}  {r['status']}{detail}")
+        print(f"{r['campaign']:<14} {r['run_id']}  {name:<42} {cost:>13}{hours}  {r['status']}{detail}")
     states = {s: sum(r["status"] == s for r in rows) for s in ("done", "partial", "missing", "unavailable")}
-    total = sum(r["tflops"] or 0 for r in rows if r["status"] in ("partial", "missing"))
+    todo = [r for r in rows if r["status"] in ("partial", "missing")]
+    total = sum(r["tflops"] or 0 for r in todo)
     print(f"{len(rows)} runs: " + ", ".join(f"{v} {k}" for k, v in states.items())
           + f"; {total:.1f} TFLOP to do here (unavailable runs not counted)")
+    timed = {c.name: c.timing for c in campaigns if c.timing}
+    for name, timing in timed.items():
+        hours = [r["hours"] for r in todo if r["campaign"] == name]
+        print(f"{name}: {sum(hours):.1f} h of run time to do (training and evaluation; about {sum(hours) / 2:.1f} h "
+              f"with --jobs 2), at most {max(hours, default=0):.1f} h per run, at the speeds measured on "
+              f"{timing.measured}")
     return 0
 
 

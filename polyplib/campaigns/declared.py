@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from polyplib.campaigns.profiles import PROFILES, BookProfile, dataset_key, profile_settings, test_split
+from polyplib.campaigns.profiles import PROFILES, BookProfile, Timing, dataset_key, profile_settings, test_split
 from polyplib.campaigns.spec import RunSpec, eval_set
 from polyplib.errors import ConfigError
 
@@ -33,6 +33,7 @@ class Campaign:
     chapter: str
     description: str
     runs: tuple[RunSpec, ...]
+    timing: Timing | None = None  # measured wall time of its runs (`polyplib campaign plan` estimates from it)
 
     def run_ids(self) -> list[str]:
         return [spec.run_id for spec in self.runs]
@@ -75,6 +76,15 @@ def segmentation_run(settings: BookProfile, model: str = "gmsrf", source: str | 
         model, model), train=source, seed=seed)
 
 
+def convergence_run(settings: BookProfile, model: str, seed: int) -> RunSpec:
+    """A run of the `convergence` campaign: the profile's recipe with its convergence overrides, tested at its
+    `test_epochs` and its last epoch (`snapshot_epochs`) besides the checkpoint selected on the validation split."""
+    conv = settings.convergence
+    epochs = segmentation_config(settings, model, seed=seed, **conv.recipe).epochs
+    points = [e for e in conv.test_epochs if e < epochs] + [epochs]
+    return segmentation_run(settings, model, seed=seed, **conv.recipe, snapshot_epochs=points)
+
+
 def sam_config(settings: BookProfile, strategy: str = "decoder", seed: int | None = None, **overrides: Any):
     """The Polyp-SAM recipe (Sec. 2.4, `polyp-sam-paper`) with the profile's `sam_recipe` overrides."""
     from polyplib.engine import get_preset
@@ -92,7 +102,7 @@ def sam_prompts(settings: BookProfile) -> list[dict[str, Any]]:
     """Prompts every Polyp-SAM run is tested with: GT boxes, jittered GT boxes, the cascade, the filled box alone."""
     detector = segmentation_run(settings, "gmsrf", settings.sam_train, settings.seeds[0])
     return [{"name": "gt-box", "jitter": 0.0}, *({"name": f"jitter-{j:g}", "jitter": j} for j in JITTERS),
-            {"name": "cascade", "detector": detector.to_dict(), "detector_label": "GMSRF-Net seed "
+            {"name": "cascade", "detector": detector.nested_dict(), "detector_label": "GMSRF-Net seed "
              f"{settings.seeds[0]}"}, {"name": "box-fill"}]
 
 
@@ -137,6 +147,14 @@ def declare(settings: BookProfile) -> dict[str, Campaign]:
         declared["precision"] = Campaign("precision", name, "03_training",
                                          "GMSRF-Net in fp32 NCHW: the same runs as cross-dataset's but without bf16 "
                                          "autocast and channels-last (accuracy check of the fast recipe)", fp32)
+    if settings.convergence is not None:  # seed-major: seed 0 of every model is the pilot that lands first
+        runs = tuple(convergence_run(settings, model, seed) for seed in settings.seeds
+                     for model in settings.convergence.models)
+        declared["convergence"] = Campaign(
+            "convergence", name, "03_training, 04_cross_dataset",
+            f"{' and '.join(MODEL_LABELS.get(m, m) for m in settings.convergence.models)} on one recipe with a "
+            "decaying learning rate until validation Dice plateaus, tested at fixed epochs", runs,
+            settings.convergence.timing)
     return declared
 
 

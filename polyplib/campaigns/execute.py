@@ -167,6 +167,25 @@ def evaluate_run(spec: RunSpec, checkpoint: Path, root: str | None, work: Path, 
     return entries
 
 
+def evaluate_test_points(spec: RunSpec, trained, selected: list[dict[str, Any]], root: str | None, work: Path,
+                         device: str, deadline: float | None) -> list[dict[str, Any]] | None:
+    """The test sets' means with the weights of every epoch of `snapshot_epochs` (per-image scores only for the
+    selected checkpoint, whose entries `selected` are reused at its epoch); None when a detector is still training."""
+    from polyplib.engine.trainer import snapshot_path
+
+    points = []
+    for epoch in spec.config.get("snapshot_epochs", []):
+        path = snapshot_path(trained.out_dir, epoch)
+        if epoch != trained.best_epoch and not path.is_file():
+            raise DataError(f"snapshot {path} of run {spec.run_id} is missing; delete {path.parent.parent} to train "
+                            "the run again")
+        entries = selected if epoch == trained.best_epoch else evaluate_run(spec, path, root, work, device, deadline)
+        if entries is None:
+            return None
+        points.append({"epoch": epoch, "tests": [{k: v for k, v in e.items() if k != "per_image"} for e in entries]})
+    return points
+
+
 def _provenance(spec: RunSpec, trained, entries: list[dict[str, Any]], root: str | None, device: str,
                 wall_s: float, eval_s: float) -> dict[str, Any]:
     import torch
@@ -227,7 +246,9 @@ def execute(spec: RunSpec, store: Store, *, root: str | None = None, work: str |
         eval_start = time.perf_counter()
         checkpoint = trained.best_checkpoint or trained.last_checkpoint
         entries = evaluate_run(spec, checkpoint, root, work, device, deadline)
-        if entries is None:
+        points = None if entries is None else evaluate_test_points(spec, trained, entries, root, work, device,
+                                                                   deadline)
+        if entries is None or points is None:
             return Outcome(run_id, "partial", "its cascade detector is not trained yet")
         now = time.perf_counter()
         result = {
@@ -237,7 +258,7 @@ def execute(spec: RunSpec, store: Store, *, root: str | None = None, work: str |
             "train": {"best_epoch": trained.best_epoch, "best_metric": trained.best_metric,
                       "select": spec.config["select"], "epochs": spec.config["epochs"],
                       "history": [_round_row(row) for row in trained.history]},
-            "tests": entries,
+            "tests": entries, **({"tests_at_epoch": points} if points else {}),
         }
         store.save(result)
     return Outcome(run_id, "done", f"best epoch {trained.best_epoch}")

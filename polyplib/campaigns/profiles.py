@@ -8,6 +8,37 @@ from polyplib.errors import ConfigError
 
 
 @dataclasses.dataclass(frozen=True)
+class Timing:
+    """Measured wall seconds of a campaign's runs on one kind of machine: per epoch (training + validation) and per
+    evaluation of every test set, by model; `measured` names the machine and conditions."""
+
+    epoch_s: dict[str, float]
+    eval_s: dict[str, float]
+    measured: str
+
+    def seconds(self, config: dict[str, Any], done: int = 0) -> float | None:
+        """A run's wall time after `done` epochs: the epochs left and an evaluation per test point and of the selected
+        checkpoint (an upper bound: a test point at the selected epoch reuses its evaluation); None for a model not
+        measured."""
+        model = config["model"]
+        if model not in self.epoch_s:
+            return None
+        evaluations = 1 + len(config.get("snapshot_epochs", []))
+        return (config["epochs"] - done) * self.epoch_s[model] + evaluations * self.eval_s[model]
+
+
+@dataclasses.dataclass(frozen=True)
+class Convergence:
+    """The `convergence` campaign of a profile: models trained on one recipe until they stop learning, tested at
+    fixed epochs besides the checkpoint selected on the validation split."""
+
+    models: tuple[str, ...]
+    recipe: dict[str, Any]  # overrides of the profile's GMSRF-Net recipe: epochs, precision, schedule
+    test_epochs: tuple[int, ...]  # epochs tested besides the last one (`snapshot_epochs`)
+    timing: Timing | None = None
+
+
+@dataclasses.dataclass(frozen=True)
 class BookProfile:
     """Sizes, data and recipes of one profile (datasets named by `dataset_key`s)."""
 
@@ -38,11 +69,29 @@ class BookProfile:
     from_scratch: bool = True  # no pretrained weights anywhere (labelled on every table)
     ablation_seeds: int = 3  # the first seeds the ablation campaign trains (lite: what the CPU budget allows)
     precision_seeds: int = 1  # the first seeds the fp32 accuracy check trains (lite: all three, seed spread vs seed spread)
+    convergence: Convergence | None = None  # the `convergence` campaign (None: the profile has none)
     description: str = ""
 
 
 SMOKE_RECIPE = {"epochs": 2, "max_steps_per_epoch": 1, "batch_size": 2, "augment": False, "precision": "fp32",
                 "workers": 0}
+# `convergence`, lite: GMSRF-Net `paper` and U-Net from scratch with the paper's optimiser and batch (Adam 1e-4, batch
+# 8) and a decaying learning rate (linear warm-up from 1e-5 over 2 epochs, cosine to 1e-6 at the last epoch), in fp32
+# NCHW on every CPU (never `auto`: one recipe whatever CPU trains it); 20 epochs, tested after epochs 5, 10, 15, 20 and
+# at the checkpoint selected on the Kvasir-SEG validation split. Plateau: the best validation Dice of the last 5 epochs
+# beats the best before them by less than 0.005 (`polyplib.book.convergence.plateau_table`).
+# Sizing on the 2-core AMD EPYC (AVX512), fp32, 128 px, batch 8, one thread per run, two runs at once: GMSRF-Net
+# trained 343-360 s per epoch in the stored fp32 runs (`precision`, ablations: two runs at once, other work beside
+# them) plus 12-17 s of validation. `benchmarks/bench_epoch_time.py`, twice with other sessions' work on both cores
+# (load average 5-7): GMSRF-Net 2.0 and 4.2 s per step at one thread (201 and 417 s per 100-step epoch), U-Net 0.93
+# and 2.4 s (U-Net's epoch 0.46-0.58 of GMSRF-Net's); two threads per run were 4-11x slower than one beside that work.
+# One evaluation of both test sets (480 images, every metric and the report card) took 102 s (GMSRF-Net, load 4.5) to
+# 185 s (U-Net, load 6). Upper bounds per run: GMSRF-Net 20 x 370 s + 5 x 200 s = 2.3 h (2.6 h at the slower
+# benchmark's speed), U-Net 20 x 220 s + 5 x 200 s = 1.5 h. U-Net++ (475 s per fp32 epoch here) would need 2.9 h, too
+# close to 3 h: not declared.
+LITE_CONVERGENCE_TIMING = Timing(epoch_s={"gmsrf": 370.0, "unet": 220.0}, eval_s={"gmsrf": 200.0, "unet": 200.0},
+                                 measured="AMD EPYC (AVX512), fp32, 1 thread per run, 2 runs at once")
+CONVERGENCE_SCHEDULE = {"schedule": "warmup-cosine", "warmup_epochs": 2, "warmup_start_lr": 1e-5, "min_lr": 1e-6}
 PROFILES: dict[str, BookProfile] = {
     "smoke": BookProfile(
         name="smoke", device="cpu", source="synthpolyp-A", sources=("synthpolyp-A",),
@@ -52,6 +101,7 @@ PROFILES: dict[str, BookProfile] = {
         baselines=("unet-original",), baseline_options={"unet-original": {"base_channels": 4, "depth": 2}},
         sam_model="polyp-sam-tiny", sam_options={"allow_scratch": True}, sam_test_protocol="gmsrf", n_examples=4,
         recipe=SMOKE_RECIPE, sam_recipe={**SMOKE_RECIPE, "grad_accum": 1, "warmup_epochs": 1},
+        convergence=Convergence(("gmsrf", "unet-original"), {**CONVERGENCE_SCHEDULE, "warmup_epochs": 1}, (1,)),
         description="CPU, synthetic `synthpolyp` data, tiny models and a few optimiser steps: the numbers check "
                     "that the pipeline runs end to end and say nothing about the methods' accuracy",
     ),
@@ -68,6 +118,8 @@ PROFILES: dict[str, BookProfile] = {
                     "warmup_start_lr": 1e-5, "min_lr": 1e-6, "precision": "auto", "workers": 0},
         ablation_seeds=1,  # 7 GMSRF-Net variants x 1 seed fit the 6-hour CPU budget (2 seeds: about 8.5 h)
         precision_seeds=3,  # one fp32 seed differed beyond bf16's seed sd on Kvasir-SEG: compare three with three
+        convergence=Convergence(("gmsrf", "unet"), {"epochs": 20, "precision": "fp32", "channels_last": False,
+                                                    **CONVERGENCE_SCHEDULE}, (5, 10, 15), LITE_CONVERGENCE_TIMING),
         description="CPU, real Kvasir-SEG -> CVC-ColonDB at 128x128, every model from scratch, the GMSRF paper "
                     "recipe but fewer epochs",
     ),

@@ -126,14 +126,18 @@ def status(spec: RunSpec, store: Store, ctx: Context) -> tuple[str, str, str]:
 
 
 def plan(campaigns: list[Campaign], ctx: Context, only: str | None = None, cost: bool = True) -> list[dict[str, Any]]:
-    """One row per run: campaign, id, labels, status and estimated training cost."""
+    """One row per run: campaign, id, labels, status, estimated training cost and, where its campaign measured it,
+    wall time (training and evaluation)."""
     rows = []
     for campaign in campaigns:
         store = ctx.store(campaign)
         for spec in select(campaign, only):
             state, detail, run_id = status(spec, store, ctx)
+            done = epochs_done(ctx.work_path, run_id) if state == "partial" else 0
+            seconds = campaign.timing.seconds(spec.config, done) if campaign.timing else None
             rows.append({"campaign": campaign.name, "run_id": run_id, **spec.labels, "status": state,
-                         "detail": detail, "tflops": estimated_cost(spec, ctx.root) if cost else None})
+                         "detail": detail, "tflops": estimated_cost(spec, ctx.root) if cost else None,
+                         "hours": None if seconds is None else round(seconds / 3600, 2)})
     return rows
 
 

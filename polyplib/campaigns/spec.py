@@ -23,6 +23,10 @@ V1_OPTIONS = ("model", "model_options", "dataset", "protocol", "train_split", "v
               "clip_value", "clip_norm", "precision", "channels_last", "compile", "loss", "loss_options", "select",
               "seed", "deterministic", "val_every", "max_steps_per_epoch")
 
+# the options of a cascade detector's spec when Polyp-SAM results first nested it in their prompts: that nested config
+# is hashed whole, so an option added since appears in it only when it differs from its default (`RunSpec.nested_dict`)
+NESTED_OPTIONS = (*V1_OPTIONS, "val_loss")
+
 
 _MISSING = object()
 # the machines a precision=auto recipe resolves differently on: (device type, bf16 in hardware)
@@ -89,6 +93,13 @@ class RunSpec:
         """The whole spec (every option, defaults included) and its labels, as stored beside the result."""
         return {**self.identity(), "config": dict(self.config), "labels": dict(self.labels)}
 
+    def nested_dict(self) -> dict[str, Any]:
+        """`to_dict` as another run nests it (a cascade detector in a Polyp-SAM run's prompts), options added since
+        `NESTED_OPTIONS` left out while they hold their default, so that the nesting run keeps its id."""
+        defaults = _defaults()
+        config = {k: v for k, v in self.config.items() if k in NESTED_OPTIONS or v != defaults.get(k, _MISSING)}
+        return {**self.to_dict(), "config": config}
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RunSpec":
         if data.get("format") != SPEC_FORMAT:
@@ -113,7 +124,7 @@ class RunSpec:
             config["precision"] = precision_name("auto", device_type, native_bf16)
             config["channels_last"] = channels_last_for(config["channels_last"], device_type, config["precision"])
         prompts = tuple({**p, "detector": RunSpec.from_dict(p["detector"]).resolved_on(device_type, native_bf16)
-                         .to_dict()} if "detector" in p else p for p in self.prompts)
+                         .nested_dict()} if "detector" in p else p for p in self.prompts)
         return dataclasses.replace(self, config=config, prompts=prompts)
 
     def equivalents(self) -> list["RunSpec"]:

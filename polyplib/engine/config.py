@@ -59,6 +59,7 @@ class TrainConfig:
     out_dir: str = "runs/default"
     val_every: int = 1
     save_every_steps: int = 0
+    snapshot_epochs: list = field(default_factory=list)  # keep the weights after these epochs (epoch-K.pt)
     max_steps_per_epoch: int | None = None
     device: str = "auto"
     progress: bool = True
@@ -81,6 +82,11 @@ class TrainConfig:
                 "(never a test split, never the training split); set val_split=val")
         for name in ("model_options", "dataset_options", "loss_options"):
             _check_primitive(getattr(self, name), name)
+        snaps = self.snapshot_epochs
+        if any(isinstance(e, bool) or not isinstance(e, int) for e in snaps) or snaps != sorted(set(snaps)) or (
+                snaps and not 1 <= snaps[0] <= snaps[-1] <= self.epochs):
+            raise ConfigError(f"option snapshot_epochs={snaps!r} must list increasing epochs from 1 to "
+                              f"epochs={self.epochs}")
 
     def replace(self, **overrides: Any) -> "TrainConfig":
         """A copy with `overrides` applied (unknown keys are a ConfigError)."""
@@ -115,7 +121,7 @@ class TrainConfig:
             raise ConfigError(f"cannot read training config {path}: {err}") from None
 
 
-_TYPES = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,), "dict": (dict,)}
+_TYPES = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,), "dict": (dict,), "list": (list,)}
 
 
 def _check_type(name: str, annotation: str, value: Any) -> None:

@@ -29,12 +29,14 @@ from polyplib.errors import ConfigError, DivergenceError, WeightsError
 from polyplib.outputs import check_output_dir, stale_temporaries
 
 FORMAT = "polyplib-train-v1"
-# options that may differ between a run and its resumption
 SYNC_EVERY = 10  # optimiser steps between host syncs (progress bar, finite-loss check)
+# options that may differ between a run and its resumption; recipe: a label (runs started before it existed resume
+# under their preset); snapshot_epochs: which weights are kept, not how they train
 RESUMABLE_CHANGES = {"epochs", "out_dir", "progress", "workers", "device", "val_every", "save_every_steps",
-                     "recipe"}  # recipe: a label (runs started before it existed resume under their preset)
+                     "recipe", "snapshot_epochs"}
 RUN_FILES = ("config.json", "log.jsonl", "last.pt", "best.pt", "result.json", "sam.json")  # what a run writes
 CHECKPOINTS = ("last.pt", "best.pt")
+SNAPSHOT = "epoch-{}.pt"  # the weights after one of `snapshot_epochs` (`snapshot_path`)
 
 
 @dataclass
@@ -49,6 +51,11 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
     rank_digests: list[str] = field(default_factory=list)
     complete: bool = True  # False: stopped at a checkpoint by `deadline` before the last epoch (resume continues)
+
+
+def snapshot_path(out_dir: str | Path, epoch: int) -> Path:
+    """Where a run keeps its weights after `epoch` (1-based, an entry of `snapshot_epochs`)."""
+    return Path(out_dir) / SNAPSHOT.format(epoch)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -243,7 +250,8 @@ def prepare_out_dir(config: TrainConfig, resume: bool, overwrite: bool = False) 
     A folder holding a different run (another recorded config.json, or run files without one) is refused unless
     `overwrite` (which removes that run's files); temporaries left by an interrupted checkpoint write are removed."""
     out = check_output_dir(config.out_dir, "--out (out_dir)")
-    present = [name for name in RUN_FILES if (out / name).exists()]
+    snapshots = sorted(p.name for p in out.glob(SNAPSHOT.format("*")))
+    present = [name for name in RUN_FILES if (out / name).exists()] + snapshots
     recorded = out / "config.json"
     if present and not _trained_anything(out):  # a start that failed before its first epoch: nothing to keep
         for name in present:
@@ -266,7 +274,7 @@ def prepare_out_dir(config: TrainConfig, resume: bool, overwrite: bool = False) 
     if differs:
         for name in present:
             (out / name).unlink()
-    for tmp in stale_temporaries(out, CHECKPOINTS):
+    for tmp in stale_temporaries(out, (*CHECKPOINTS, *(SNAPSHOT.format(e) for e in config.snapshot_epochs))):
         tmp.unlink(missing_ok=True)
     has_last = (out / "last.pt").is_file()
     if resume and not has_last:
@@ -371,7 +379,8 @@ class _Run:
         elif self.info.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / "log.jsonl").write_text("")
-            (self.out / "result.json").unlink(missing_ok=True)  # a fresh start is not the finished run it replaces
+            for stale in (self.out / "result.json", *self.out.glob(SNAPSHOT.format("*"))):
+                stale.unlink(missing_ok=True)  # a fresh start is not the finished run it replaces
         if self.info.is_main:
             config.save(self.out / "config.json")
         self.net = self.model
@@ -392,6 +401,19 @@ class _Run:
             "split": {"train": [p.id for p in self.train_ds.pairs], "val": [p.id for p in self.val_ds.pairs]},
             "model_attrs": model_attrs(self.model),
         }
+
+    def _weights(self, epoch: int, metrics: dict[str, float] | None) -> dict[str, Any]:
+        """What best.pt and the snapshots hold: the weights after `epoch`, the config and the split."""
+        return {"format": FORMAT, "model": self.model.state_dict(), "config": self.config.to_dict(),
+                "model_attrs": model_attrs(self.model), "epoch": epoch, "metrics": metrics,
+                "split": {"train": [p.id for p in self.train_ds.pairs], "val": [p.id for p in self.val_ds.pairs]}}
+
+    def keep_snapshot(self) -> None:
+        """The hook of `snapshot_epochs`: after one of them, keep the weights as `epoch-K.pt` (the campaigns test them
+        as the run's test points; the checkpoint is still selected on the validation split only)."""
+        if self.epoch in self.config.snapshot_epochs and self.info.is_main:
+            metrics = {k: v for k, v in self.history[-1].items() if k.startswith("val_")} or None
+            save_checkpoint(self._weights(self.epoch, metrics), snapshot_path(self.out, self.epoch))
 
     def save_last(self) -> None:
         state = self._state()
@@ -534,11 +556,7 @@ class _Run:
                 if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                     self.scheduler.step(metrics["val_loss"])
                 if self.improved(metrics) and self.info.is_main:
-                    save_checkpoint({"format": FORMAT, "model": self.model.state_dict(), "config": cfg.to_dict(),
-                                     "model_attrs": model_attrs(self.model), "epoch": self.epoch + 1,
-                                     "metrics": metrics,
-                                     "split": {"train": [p.id for p in self.train_ds.pairs],
-                                               "val": [p.id for p in self.val_ds.pairs]}}, self.out / "best.pt")
+                    save_checkpoint(self._weights(self.epoch + 1, metrics), self.out / "best.pt")
             if isinstance(self.scheduler, torch.optim.lr_scheduler.LambdaLR):
                 self.scheduler.step()
             row.update(peak_mem_mb=peak_memory_mb(self.device), time=time.time())
@@ -549,6 +567,7 @@ class _Run:
                     log.write(json.dumps(row) + "\n")
                 if cfg.progress:
                     tqdm.write(_summary_line(row, cfg.epochs), file=sys.stderr)
+            self.keep_snapshot()  # before last.pt: a run killed between the two redoes this epoch and its snapshot
             self.save_last()
         result = self._result(complete=True)
         if self.info.is_main:
