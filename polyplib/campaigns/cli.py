@@ -22,12 +22,69 @@ def _context(args: argparse.Namespace):
                    threads=args.threads)
 
 
-def _campaigns(args: argparse.Namespace):
-    from polyplib.campaigns.declared import get_campaigns
+def _settings(args: argparse.Namespace, tests: str | None = None):
+    from polyplib.campaigns.present import configure
     from polyplib.campaigns.profiles import profile_settings
 
-    settings = profile_settings(args.profile, data_root=args.root)
-    return get_campaigns(settings, args.campaigns)
+    settings = profile_settings(args.profile, data_root=args.root, **_overrides(args.set or []))
+    return configure(settings, tests or args.tests, scratch=args.from_scratch)
+
+
+def _overrides(pairs: list[str]) -> dict:
+    """`--set NAME=VALUE` profile settings (VALUE as JSON, else a string), e.g. epochs=1, seeds=[0]."""
+    out = {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        if not sep or not name:
+            raise ConfigError(f"--set {pair!r}: expected NAME=VALUE, e.g. --set epochs=1")
+        try:
+            out[name] = json.loads(text)
+        except json.JSONDecodeError:
+            out[name] = text
+    return out
+
+
+def _campaigns(args: argparse.Namespace, tests: str | None = None):
+    from polyplib.campaigns.declared import get_campaigns
+
+    return get_campaigns(_settings(args, tests), args.campaigns)
+
+
+def _print_plan(rows: list[dict]) -> None:
+    for r in rows:
+        name = " ".join(str(r[k]) for k in ("model", "strategy", "train", "seed") if k in r)
+        cost = f"{r['tflops']:.1f} TFLOP" if r["tflops"] is not None else "? TFLOP"
+        detail = f" {r['detail']}" if r["detail"] else ""
+        print(f"{r['campaign']:<14} {r['run_id']}  {name:<42} {cost:>13}  {r['status']}{detail}")
+    states = {s: sum(r["status"] == s for r in rows) for s in ("done", "partial", "missing", "unavailable")}
+    total = sum(r["tflops"] or 0 for r in rows if r["status"] != "done")
+    print(f"{len(rows)} runs: " + ", ".join(f"{v} {k}" for k, v in states.items()) + f"; {total:.1f} TFLOP to do")
+
+
+def _print_present(args: argparse.Namespace) -> None:
+    """After a plan on the profile's test sets: the runs of the test sets present, and what each absent dataset adds."""
+    from polyplib.campaigns.declared import campaigns
+    from polyplib.campaigns.present import KVASIR_ONLY_LABEL, gains, is_present
+    from polyplib.campaigns.runner import plan
+
+    settings = _settings(args)
+    used = dict.fromkeys(d for c in campaigns(settings).values() for s in c.runs for d in s.datasets())
+    present = {key for key in used if is_present(key, args.root)}
+    if present == set(used):
+        return
+    have = ", ".join(k for k in used if k in present) or "none of them"
+    print(f"\nThe profile uses {', '.join(used)}; under the data root: {have}.")
+    if any(k in present for k in settings.test_sets):
+        chosen = _settings(args, "present")
+        rows = plan(_campaigns(args, "present"), _context(args), args.only)
+        runnable = [r for r in rows if r["status"] != "unavailable"]
+        sam = f"; Polyp-SAM as the variant {KVASIR_ONLY_LABEL}" if chosen.sam_train != settings.sam_train else ""
+        print(f"With --tests present (tested on {', '.join(chosen.test_sets)} only: other run ids than the runs "
+              f"tested on all {len(settings.test_sets)}{sam}), {len(runnable)} runs can run:")
+        _print_plan(runnable)
+    print("Adding a dataset would add:")
+    for line in gains(settings, present):
+        print(f"  {line}")
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -52,14 +109,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2, default=str))
         return 0
-    for r in rows:
-        name = " ".join(str(r[k]) for k in ("model", "strategy", "train", "seed") if k in r)
-        cost = f"{r['tflops']:.1f} TFLOP" if r["tflops"] is not None else "? TFLOP"
-        detail = f" {r['detail']}" if r["detail"] else ""
-        print(f"{r['campaign']:<14} {r['run_id']}  {name:<42} {cost:>13}  {r['status']}{detail}")
-    states = {s: sum(r["status"] == s for r in rows) for s in ("done", "partial", "missing", "unavailable")}
-    total = sum(r["tflops"] or 0 for r in rows if r["status"] != "done")
-    print(f"{len(rows)} runs: " + ", ".join(f"{v} {k}" for k, v in states.items()) + f"; {total:.1f} TFLOP to do")
+    _print_plan(rows)
+    if args.tests in (None, "all"):
+        _print_present(args)
     return 0
 
 
@@ -117,6 +169,13 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default auto)")
         p.add_argument("--threads", type=int, help="torch threads per run (default: torch's)")
         p.add_argument("--only", help="glob on run id or labels, e.g. 'GMSRF-Net*'")
+        p.add_argument("--tests", help="test sets: all (the profile's, default), present (those under --root; "
+                                       "Polyp-SAM on Kvasir-SEG alone without PraNet's TrainDataset) or a comma list; "
+                                       "the run ids name what is tested")
+        p.add_argument("--set", action="append", metavar="NAME=VALUE",
+                       help="a profile setting (JSON value), e.g. --set epochs=1 --set seeds=[0] (repeatable)")
+        p.add_argument("--from-scratch", action="store_true",
+                       help="random initial weights instead of ImageNet/SAM weights (labelled scratch)")
 
     p = sub.add_parser("list", help="campaigns and their run counts")
     p.add_argument("--profile", choices=list(PROFILES))

@@ -47,7 +47,7 @@ def model_options(settings: BookProfile, model: str, **options: Any) -> dict[str
 def tests_for(settings: BookProfile, source: str, keys: tuple[str, ...] | None = None,
               protocol: str = "gmsrf") -> list[dict[str, Any]]:
     """The profile's test sets for a model trained on `source` (source: its test split; others: every image)."""
-    return [eval_set(key, *dataset_key(key, settings), test_split(key, source), protocol)
+    return [eval_set(key, *dataset_key(key, settings), test_split(key, source, protocol), protocol)
             for key in keys or settings.test_sets]
 
 
@@ -83,7 +83,7 @@ def sam_config(settings: BookProfile, strategy: str = "decoder", seed: int | Non
     options = {**settings.sam_options, "strategy": strategy}
     return get_preset("polyp-sam-paper").replace(
         model=settings.sam_model, model_options=options, dataset=dataset, dataset_options=dataset_options,
-        protocol=settings.sam_test_protocol, root=settings.data_root, image_size=settings.sam_image_size,
+        protocol=settings.sam_train_protocol or settings.sam_test_protocol, root=settings.data_root, image_size=settings.sam_image_size,
         seed=settings.seeds[0] if seed is None else seed, device=settings.device, progress=False,
         **{**settings.sam_recipe, **overrides})
 

@@ -29,7 +29,7 @@ class BookProfile:
     baseline_options: dict[str, dict[str, Any]]
     sam_model: str
     sam_options: dict[str, Any]  # smoke/lite: random-initialised tiny SAM (no weights can be downloaded)
-    sam_test_protocol: str  # split protocol of the Polyp-SAM training/test sets
+    sam_test_protocol: str  # split protocol of the Polyp-SAM test sets (and of its training set unless the next)
     n_examples: int
     recipe: dict[str, Any] = dataclasses.field(default_factory=dict)  # overrides of the GMSRF-Net preset
     sam_recipe: dict[str, Any] = dataclasses.field(default_factory=dict)  # overrides of the Polyp-SAM preset
@@ -38,6 +38,7 @@ class BookProfile:
     from_scratch: bool = True  # no pretrained weights anywhere (labelled on every table)
     ablation_seeds: int = 3  # the first seeds the ablation campaign trains (lite: what the CPU budget allows)
     precision_seeds: int = 1  # the first seeds the fp32 accuracy check trains (lite: all three, seed spread vs seed spread)
+    sam_train_protocol: str | None = None  # split protocol of the Polyp-SAM training set (None: sam_test_protocol)
     description: str = ""
 
 
@@ -75,9 +76,12 @@ PROFILES: dict[str, BookProfile] = {
         name="full", device="cuda", source="kvasir-seg", sources=("kvasir-seg", "cvc-clinicdb"),
         test_sets=("kvasir-seg", "cvc-clinicdb", "cvc-colondb", "etis", "cvc-300"), sam_train="pranet-train",
         synth_n=200, image_size=256, sam_image_size=1024, epochs=None, max_steps=None, seeds=(0, 1, 2),
-        gmsrf_preset="gmsrf-paper", gmsrf_options={"variant": "paper"}, baselines=("unet", "unetplusplus", "deeplabv3plus"),
-        baseline_options={}, sam_model="polyp-sam-b", sam_options={}, sam_test_protocol="pranet", n_examples=8,
-        from_scratch=False, description="GPU, real data, the papers' recipes",
+        gmsrf_preset="gmsrf-paper", gmsrf_options={"variant": "paper", "pretrained": True},
+        baselines=("unet", "unetplusplus", "deeplabv3plus"),
+        baseline_options={name: {"encoder_weights": "imagenet"} for name in ("unet", "unetplusplus", "deeplabv3plus")},
+        sam_model="polyp-sam-b", sam_options={}, sam_test_protocol="pranet", sam_train_protocol="polyp-sam",
+        n_examples=8, from_scratch=False,
+        description="GPU, real data, the papers' recipes from ImageNet (GMSRF-Net, baselines) and SAM weights",
     ),
 }
 
@@ -92,8 +96,8 @@ def profile_settings(profile: str = "smoke", **overrides: Any) -> BookProfile:
         raise ConfigError(f"unknown profile setting(s) {unknown}; valid names: {sorted(fields)}")
     changes = {k: (tuple(v) if isinstance(v, list) else v) for k, v in overrides.items() if v is not None}
     if changes.get("epochs") is not None:  # the `epochs` parameter of a chapter changes both recipes
-        changes["recipe"] = {**PROFILES[profile].recipe, "epochs": changes["epochs"]}
-        changes["sam_recipe"] = {**PROFILES[profile].sam_recipe, "epochs": changes["epochs"]}
+        changes["recipe"] = {**changes.get("recipe", PROFILES[profile].recipe), "epochs": changes["epochs"]}
+        changes["sam_recipe"] = {**changes.get("sam_recipe", PROFILES[profile].sam_recipe), "epochs": changes["epochs"]}
     return dataclasses.replace(PROFILES[profile], **changes)
 
 
@@ -104,6 +108,11 @@ def dataset_key(key: str, settings: BookProfile) -> tuple[str, dict[str, Any]]:
     return key, {}
 
 
-def test_split(key: str, source: str) -> str | None:
-    """The split a model trained on `source` is tested on: the source's test split, all of an unseen dataset."""
-    return "test" if key == source else None
+PRANET_TRAIN_PARTS = ("kvasir-seg", "cvc-clinicdb")  # PraNet's training set: 900 Kvasir-SEG + 550 CVC-ClinicDB images
+
+
+def test_split(key: str, source: str, protocol: str = "gmsrf") -> str | None:
+    """The split a model trained on `source` is tested on: the source's test split, all of an unseen dataset (under
+    the pranet protocol, Kvasir-SEG's and CVC-ClinicDB's PraNet test images after training on `pranet-train`)."""
+    seen = key == source or (protocol == "pranet" and source == "pranet-train" and key in PRANET_TRAIN_PARTS)
+    return "test" if seen else None

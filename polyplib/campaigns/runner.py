@@ -65,7 +65,7 @@ _GFLOPS: dict[tuple, float | None] = {}  # per-process memo of `gflops` (one mod
 
 def gflops(spec: RunSpec) -> float | None:
     """GFLOPs of one forward pass of the run's model at its image size (None when it cannot be built)."""
-    from polyplib.models import describe
+    from polyplib.models import create_architecture, describe
 
     options = dict(spec.config["model_options"])
     if "strategy" in options:  # Polyp-SAM: the forward pass is the same whatever is trained (describe runs no_grad)
@@ -73,7 +73,8 @@ def gflops(spec: RunSpec) -> float | None:
     key = (spec.config["model"], repr(sorted(options.items())), spec.config["image_size"])
     if key not in _GFLOPS:
         try:
-            _GFLOPS[key] = describe(spec.config["model"], image_size=spec.config["image_size"], **options)["gflops"]
+            model = create_architecture(spec.config["model"], **options)  # no weights fetched for an estimate
+            _GFLOPS[key] = describe(model, image_size=spec.config["image_size"])["gflops"]
         except Exception:  # noqa: BLE001  (cost is an estimate; a model that needs weights has none)
             _GFLOPS[key] = None
     return _GFLOPS[key]
