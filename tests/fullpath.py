@@ -54,6 +54,13 @@ def hub_cache(hub: Path, repo_id: str, files: dict[str, bytes], revision: str | 
     return folder / "snapshots" / commit
 
 
+def perturbed(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A model's initial state with random changes that keep it a working network (BatchNorm variances positive)."""
+    torch.manual_seed(0)
+    return {k: (v * (1 + 0.1 * torch.rand_like(v)) if k.endswith("running_var") else v + 0.01 * torch.randn_like(v))
+            if v.is_floating_point() else v for k, v in state.items()}
+
+
 def safetensors_bytes(state: dict[str, torch.Tensor]) -> bytes:
     from safetensors.torch import save
 
@@ -64,8 +71,7 @@ def timm_weights(hub: Path, name: str = "resnet50") -> dict[str, torch.Tensor]:
     """timm's default ImageNet weights of `name` (hub `timm/<name>.<tag>`, model.safetensors), random values."""
     import timm
 
-    state = timm.create_model(name, pretrained=False).state_dict()
-    state = {k: torch.randn_like(v) if v.is_floating_point() else v for k, v in state.items()}
+    state = perturbed(timm.create_model(name, pretrained=False).state_dict())
     repo = timm.models.get_pretrained_cfg(name).hf_hub_id
     hub_cache(hub, repo, {"model.safetensors": safetensors_bytes(state), "config.json": b"{}"})
     return state
@@ -75,8 +81,7 @@ def smp_weights(hub: Path, encoder: str = "resnet34") -> dict[str, torch.Tensor]
     """smp's ImageNet encoder weights (`smp-hub/<encoder>.imagenet` at smp's pinned revision), random values."""
     from segmentation_models_pytorch.encoders import encoders, get_encoder
 
-    state = get_encoder(encoder, weights=None).state_dict()
-    state = {k: torch.randn_like(v) if v.is_floating_point() else v for k, v in state.items()}
+    state = perturbed(get_encoder(encoder, weights=None).state_dict())
     settings = encoders[encoder]["pretrained_settings"]["imagenet"]
     config = json.dumps({"input_space": "RGB", "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]})
     hub_cache(hub, settings["repo_id"], {"model.safetensors": safetensors_bytes(state), "config.json": config.encode()},

@@ -10,6 +10,7 @@ from polyplib.campaigns.profiles import PROFILES
 from polyplib.errors import ConfigError
 
 DEFAULT_RESULTS = "results"
+GPU_TFLOP_S = 100  # assumed sustained training throughput of one GPU, for the plan's time estimate
 METRICS = ("dice", "iou", "meanDice", "meanIoU", "Sm", "wFm", "meanEm", "MAE")
 
 
@@ -58,7 +59,11 @@ def _print_plan(rows: list[dict]) -> None:
         print(f"{r['campaign']:<14} {r['run_id']}  {name:<42} {cost:>13}  {r['status']}{detail}")
     states = {s: sum(r["status"] == s for r in rows) for s in ("done", "partial", "missing", "unavailable")}
     total = sum(r["tflops"] or 0 for r in rows if r["status"] != "done")
-    print(f"{len(rows)} runs: " + ", ".join(f"{v} {k}" for k, v in states.items()) + f"; {total:.1f} TFLOP to do")
+    hours = total / GPU_TFLOP_S / 3600
+    print(f"{len(rows)} runs: " + ", ".join(f"{v} {k}" for k, v in states.items()) + f"; {total:.1f} TFLOP to do"
+          + (f", about {hours:.1f} h of training on one GPU at {GPU_TFLOP_S} TFLOP/s sustained (an assumption: about "
+             "a tenth of an H100's dense bf16 peak; `polyplib bench` measures it; evaluation not included)"
+             if total else ""))
 
 
 def _print_present(args: argparse.Namespace) -> None:

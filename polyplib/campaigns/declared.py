@@ -21,7 +21,6 @@ ABLATIONS: dict[str, dict[str, Any]] = {
     "Eq. 1 CMSA (no sigmoid)": {"options": {"cmsa_gate": "linear"}},  # Eq. 1 as written (the code adds sigmoid + 1)
 }
 COMPONENTS = ("no CMSA", "no MSFS", "1 GMSRF module", "no deep supervision")  # removals; the rest: text vs code
-JITTERS = (0.05, 0.1, 0.2)  # box jitter as a fraction of the box size per side (Polyp-SAM robustness)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,7 +90,7 @@ def sam_config(settings: BookProfile, strategy: str = "decoder", seed: int | Non
 def sam_prompts(settings: BookProfile) -> list[dict[str, Any]]:
     """Prompts every Polyp-SAM run is tested with: GT boxes, jittered GT boxes, the cascade, the filled box alone."""
     detector = segmentation_run(settings, "gmsrf", settings.sam_train, settings.seeds[0])
-    return [{"name": "gt-box", "jitter": 0.0}, *({"name": f"jitter-{j:g}", "jitter": j} for j in JITTERS),
+    return [{"name": "gt-box", "jitter": 0.0}, *({"name": f"jitter-{j:g}", "jitter": j} for j in settings.sam_jitters),
             {"name": "cascade", "detector": detector.to_dict(), "detector_label": "GMSRF-Net seed "
              f"{settings.seeds[0]}"}, {"name": "box-fill"}]
 

@@ -39,6 +39,7 @@ class BookProfile:
     ablation_seeds: int = 3  # the first seeds the ablation campaign trains (lite: what the CPU budget allows)
     precision_seeds: int = 1  # the first seeds the fp32 accuracy check trains (lite: all three, seed spread vs seed spread)
     sam_train_protocol: str | None = None  # split protocol of the Polyp-SAM training set (None: sam_test_protocol)
+    sam_jitters: tuple[float, ...] = (0.05, 0.1, 0.2)  # box jitters Polyp-SAM is tested with (fraction of box size)
     description: str = ""
 
 
@@ -87,7 +88,9 @@ PROFILES: dict[str, BookProfile] = {
 
 
 def profile_settings(profile: str = "smoke", **overrides: Any) -> BookProfile:
-    """The settings of `profile`; keyword overrides that are `None` keep the profile's value."""
+    """The settings of `profile`; keyword overrides that are `None` keep the profile's value. `test_sets` may be a
+    `--tests` string (`all`, `present`, a comma list: `present.configure`); `from_scratch=True` also drops every
+    pretrained weight (`present.from_scratch`)."""
     if profile not in PROFILES:
         raise ConfigError(f"unknown book profile {profile!r}; choose one of {', '.join(PROFILES)}")
     fields = {f.name for f in dataclasses.fields(BookProfile)}
@@ -98,7 +101,14 @@ def profile_settings(profile: str = "smoke", **overrides: Any) -> BookProfile:
     if changes.get("epochs") is not None:  # the `epochs` parameter of a chapter changes both recipes
         changes["recipe"] = {**changes.get("recipe", PROFILES[profile].recipe), "epochs": changes["epochs"]}
         changes["sam_recipe"] = {**changes.get("sam_recipe", PROFILES[profile].sam_recipe), "epochs": changes["epochs"]}
-    return dataclasses.replace(PROFILES[profile], **changes)
+    tests = changes.pop("test_sets") if isinstance(changes.get("test_sets"), str) else None
+    scratch = changes.pop("from_scratch", False)
+    settings = dataclasses.replace(PROFILES[profile], **changes)
+    if tests is None and not scratch:
+        return settings
+    from polyplib.campaigns.present import configure
+
+    return configure(settings, tests, scratch=scratch)
 
 
 def dataset_key(key: str, settings: BookProfile) -> tuple[str, dict[str, Any]]:
