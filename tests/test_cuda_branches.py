@@ -1,5 +1,5 @@
 """The trainer's CUDA-only branches where a CPU can run them: GradScaler's order (scale, unscale before clipping,
-step, update) with the scaler enabled on the CPU; pinned memory and cudnn.benchmark settings as the docs ask."""
+step, update) with the scaler enabled on the CPU; cudnn.benchmark; a validation output that is not finite."""
 import torch
 
 from polyplib.engine import get_preset, load_checkpoint, train
@@ -30,3 +30,17 @@ def test_seeding_sets_cudnn_benchmark_only_when_not_deterministic():
     trainer.seed_everything(0, deterministic=False)
     assert torch.backends.cudnn.benchmark is True
     trainer.seed_everything(0, deterministic=True)
+
+
+def test_a_model_whose_validation_output_is_nan_diverges_in_one_line(tmp_path, monkeypatch):
+    """Found by the full-path test: eval-mode BatchNorm with broken statistics gave NaN maps only at validation, and
+    the metrics' DataError ended the whole campaign instead of recording that run as failed."""
+    import pytest
+
+    from polyplib.errors import DivergenceError
+
+    real = trainer.forward
+    monkeypatch.setattr(trainer, "forward", lambda model, batch: real(model, batch) * (float("nan") if not
+                                                                                       model.training else 1.0))
+    with pytest.raises(DivergenceError, match=r"^validation output is not finite on image\(s\) "):
+        weights(tmp_path, "nan")

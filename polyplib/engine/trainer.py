@@ -277,6 +277,11 @@ def validate(model: nn.Module, loader: DataLoader, loss_fn, device: torch.device
         with _autocast(device, amp_dtype):
             out = forward(model, batch)
         logits = (out[0] if isinstance(out, (tuple, list)) else out).float()
+        if not bool(torch.isfinite(logits).all()):  # e.g. eval-mode BatchNorm statistics that overflowed
+            ids = batch.get("id") or range(len(logits))
+            bad = [str(i) for i, row in zip(ids, logits) if not bool(torch.isfinite(row).all())]
+            raise DivergenceError(f"validation output is not finite on image(s) {', '.join(bad[:3])} of the "
+                                  "validation split; lower the learning rate (--lr) or use --precision fp32")
         sums[-2] += float(loss_fn(logits, batch["mask"])) * logits.shape[0]
         probs = torch.sigmoid(logits).cpu().numpy()
         masks = batch["mask"].cpu().numpy() > 0.5
