@@ -20,11 +20,22 @@ for row in list_datasets(root):
     if row["present"] and row["path"]:
         print("cached", prepare_cache(row["name"], out, root=root, image_size=256, image_format="jpg"))
 PY
-if [ "${2:-}" != --no-wheels ]; then
+if [ "${2:-}" != --no-wheels ]; then  # the versions installed here (tested together), without dependency resolution
+  PINNED=$($PY - segmentation-models-pytorch segment-anything albumentations albucore stringzilla simsimd pysodmetrics \
+    monai pooch platformdirs gdown beautifulsoup4 soupsieve statsmodels patsy submitit cloudpickle pydantic pydantic-core \
+    annotated-types typing-inspection pyyaml <<'PY'
+import sys
+from importlib.metadata import PackageNotFoundError, version
+
+for name in sys.argv[1:]:
+    try:
+        print(f"{name}=={version(name)}")
+    except PackageNotFoundError:
+        print(name)
+PY
+)
   mkdir -p "$PACK/wheels"
   $PY -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --platform manylinux2014_x86_64 \
-    --platform any -d "$PACK/wheels" segmentation-models-pytorch segment-anything albumentations albucore pysodmetrics \
-    monai pooch platformdirs gdown beautifulsoup4 soupsieve statsmodels patsy submitit cloudpickle pydantic \
-    pydantic-core annotated-types typing-inspection
+    --platform manylinux_2_28_x86_64 --platform any -d "$PACK/wheels" $PINNED
 fi
 du -sh "$PACK"/* "$PACK"

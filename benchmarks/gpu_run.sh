@@ -29,7 +29,7 @@ status=0
   date -u; echo "device $DEVICE budget $BUDGET data $DATA jobs $JOBS"; git log -1 --format='commit %H' 2>/dev/null
   nvidia-smi 2>/dev/null || echo "no nvidia-smi"
   if [ -d "$WHEELS" ]; then
-    $PY -m pip install -q --no-index --find-links "$WHEELS" "$WHEELS"/*.whl 2>&1 | tail -3 || echo "wheels: install failed"
+    $PY -m pip install -q --no-deps "$WHEELS"/*.whl 2>&1 | tail -3 || echo "wheels: install failed"
   fi
   $PY -c "import torch, polyplib; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.is_available())"
   $PY -m polyplib datasets --root "$DATA"

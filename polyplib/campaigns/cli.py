@@ -174,9 +174,9 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default auto)")
         p.add_argument("--threads", type=int, help="torch threads per run (default: torch's)")
         p.add_argument("--only", help="glob on run id or labels, e.g. 'GMSRF-Net*'")
-        p.add_argument("--tests", help="test sets: all (the profile's, default), present (those under --root; "
-                                       "Polyp-SAM on Kvasir-SEG alone without PraNet's TrainDataset) or a comma list; "
-                                       "the run ids name what is tested")
+        p.add_argument("--tests", help="test sets: all (the profile's, default), present (those under --root) or a "
+                                       "comma list; the run ids name what is tested; other than all, Polyp-SAM trains "
+                                       "on Kvasir-SEG alone when PraNet's TrainDataset is absent")
         p.add_argument("--set", action="append", metavar="NAME=VALUE",
                        help="a profile setting (JSON value), e.g. --set epochs=1 --set seeds=[0] (repeatable)")
         p.add_argument("--from-scratch", action="store_true",

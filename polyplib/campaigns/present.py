@@ -64,10 +64,10 @@ def from_scratch(settings: BookProfile) -> BookProfile:
 
 def configure(settings: BookProfile, tests: str | list[str] | tuple[str, ...] | None = None, scratch: bool = False,
               present: set[str] | None = None) -> BookProfile:
-    """`settings` testing on `tests` (`parse_tests`); with `present`, Polyp-SAM trains on Kvasir-SEG alone when the
-    profile's PraNet training set is absent (`KVASIR_ONLY_SAM`); `scratch`: `from_scratch`."""
+    """`settings` testing on `tests` (`parse_tests`); unless they are `all`, Polyp-SAM trains on Kvasir-SEG alone when
+    the profile's PraNet training set is absent (`KVASIR_ONLY_SAM`); `scratch`: `from_scratch`."""
     changes: dict[str, Any] = {"test_sets": parse_tests(tests, settings, present)}
-    if tests == "present":
+    if tests not in (None, "all"):
         have = (lambda key: key in present) if present is not None else \
             (lambda key: is_present(key, settings.data_root))
         if settings.sam_train == "pranet-train" and not have("pranet-train") and have("kvasir-seg"):
