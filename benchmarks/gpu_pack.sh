@@ -21,9 +21,9 @@ for row in list_datasets(root):
         print("cached", prepare_cache(row["name"], out, root=root, image_size=256, image_format="jpg"))
 PY
 if [ "${2:-}" != --no-wheels ]; then  # the versions installed here (tested together), without dependency resolution
+  # not carried: statsmodels (polyplib does not import it), gdown (downloads), submitit (SLURM): 13 MB of the 64 MiB
   PINNED=$($PY - segmentation-models-pytorch segment-anything albumentations albucore stringzilla simsimd pysodmetrics \
-    monai pooch platformdirs gdown beautifulsoup4 soupsieve statsmodels patsy submitit cloudpickle pydantic pydantic-core \
-    annotated-types typing-inspection pyyaml <<'PY'
+    monai pooch platformdirs pydantic pydantic-core annotated-types typing-inspection pyyaml <<'PY'
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
