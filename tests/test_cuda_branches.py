@@ -1,5 +1,7 @@
 """The trainer's CUDA-only branches where a CPU can run them: GradScaler's order (scale, unscale before clipping,
 step, update) with the scaler enabled on the CPU; cudnn.benchmark; a validation output that is not finite."""
+import os
+
 import torch
 
 from polyplib.engine import get_preset, load_checkpoint, train
@@ -24,9 +26,10 @@ def test_an_enabled_grad_scaler_unscales_before_clipping_and_steps_like_no_scale
     assert any(not torch.equal(wrong["model"][k], v) for k, v in plain["model"].items() if v.is_floating_point())
 
 
-def test_seeding_sets_cudnn_benchmark_only_when_not_deterministic():
+def test_seeding_sets_cudnn_benchmark_only_when_not_deterministic(monkeypatch):
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
     trainer.seed_everything(0, deterministic=True)
-    assert torch.backends.cudnn.benchmark is False
+    assert torch.backends.cudnn.benchmark is False and os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
     trainer.seed_everything(0, deterministic=False)
     assert torch.backends.cudnn.benchmark is True
     trainer.seed_everything(0, deterministic=True)

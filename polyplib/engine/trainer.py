@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import random
 import resource
 import sys
@@ -192,6 +193,8 @@ def seed_everything(seed: int, deterministic: bool) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+    if deterministic:  # deterministic cuBLAS needs this before its first call (torch.use_deterministic_algorithms)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.backends.cudnn.benchmark = not deterministic
     torch.use_deterministic_algorithms(deterministic, warn_only=True)
 
@@ -329,7 +332,7 @@ class _Run:
         self.info = init_distributed(self.device)
         if self.info.is_main:
             resume = prepare_out_dir(config, resume, overwrite)
-        if self.device.type == "cuda" and config.device == "auto":
+        if self.device.type == "cuda" and (config.device == "auto" or self.device.index is None):  # torchrun: its GPU
             self.device = torch.device("cuda", self.info.local_rank)
             torch.cuda.set_device(self.device)
         self.amp_dtype, use_scaler = resolve_precision(config.precision, self.device)
