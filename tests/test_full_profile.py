@@ -56,6 +56,7 @@ def test_lite_ids_do_not_move(shared_data):
     assert {n: c.run_ids() for n, c in campaigns(configure(lite, "all")).items()} == ids
 
 
+@pytest.mark.slow  # the cost estimate runs one vit_b forward at 1024 px on the CPU (~1.5 min)
 def test_plan_on_kvasir_and_colondb_lists_runnable_runs_and_what_each_missing_dataset_adds(tmp_path, capsys):
     root = make_root(tmp_path / "data", kvasir=10, colondb=1)
     args = ["campaign", "plan", "full", "--root", str(root), "--results", str(tmp_path / "r"), "--work",

@@ -58,7 +58,7 @@ def _print_plan(rows: list[dict]) -> None:
         detail = f" {r['detail']}" if r["detail"] else ""
         print(f"{r['campaign']:<14} {r['run_id']}  {name:<42} {cost:>13}  {r['status']}{detail}")
     states = {s: sum(r["status"] == s for r in rows) for s in ("done", "partial", "missing", "unavailable")}
-    total = sum(r["tflops"] or 0 for r in rows if r["status"] != "done")
+    total = sum(r["tflops"] or 0 for r in rows if r["status"] in ("missing", "partial"))  # runnable here
     hours = total / GPU_TFLOP_S / 3600
     print(f"{len(rows)} runs: " + ", ".join(f"{v} {k}" for k, v in states.items()) + f"; {total:.1f} TFLOP to do"
           + (f", about {hours:.1f} h of training on one GPU at {GPU_TFLOP_S} TFLOP/s sustained (an assumption: about "

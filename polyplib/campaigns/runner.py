@@ -81,7 +81,8 @@ def gflops(spec: RunSpec) -> float | None:
 
 
 def estimated_cost(spec: RunSpec, root: str | None) -> float | None:
-    """Training cost in TFLOPs: 3 x forward GFLOPs x training images x epochs (None when unknown)."""
+    """Training cost in TFLOPs: 3 x forward GFLOPs x training images x epochs (None when unknown); Polyp-SAM
+    decoder-only on cached embeddings: one forward per training image."""
     from polyplib.data import get_split
     from polyplib.data.registry import dataset_ids
 
@@ -94,6 +95,9 @@ def estimated_cost(spec: RunSpec, root: str | None) -> float | None:
         n = len(get_split(cfg["dataset"], cfg["protocol"], root, ids=ids, **cfg["dataset_options"])[cfg["train_split"]])
     except Exception:  # noqa: BLE001  (absent data: no estimate)
         return None
+    options = cfg["model_options"]
+    if options.get("strategy") == "decoder" and options.get("cache_embeddings", True):
+        return flops * n / 1000  # Polyp-SAM decoder-only: one frozen-encoder pass per image; the decoder is ~0.1 %
     steps = n // cfg["batch_size"]
     if cfg.get("max_steps_per_epoch"):
         steps = min(steps, cfg["max_steps_per_epoch"] * cfg["grad_accum"])
