@@ -31,7 +31,8 @@ status=0
   if [ -d "$WHEELS" ]; then
     $PY -m pip install -q --no-deps "$WHEELS"/*.whl 2>&1 | tail -3 || echo "wheels: install failed"
   fi
-  $PY -c "import torch, polyplib; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.is_available())"
+  $PY -c "import torch, polyplib; print('torch', torch.__version__, 'cuda', torch.version.cuda,
+    torch.cuda.is_available())"
   $PY -m polyplib datasets --root "$DATA"
 } > "$OUT/env.txt" 2>&1
 

@@ -15,7 +15,7 @@ def weights(tmp_path, name: str, **overrides) -> dict:
 
 def test_an_enabled_grad_scaler_unscales_before_clipping_and_steps_like_no_scaler(tmp_path, monkeypatch):
     plain = weights(tmp_path, "plain", clip_value=1e-3)
-    monkeypatch.setattr(trainer, "resolve_precision", lambda precision, device: (None, True))  # fp16's scaler, fp32 math
+    monkeypatch.setattr(trainer, "resolve_precision", lambda precision, device: (None, True))  # scaler, fp32
     scaled = weights(tmp_path, "scaled", clip_value=1e-3)
     assert scaled["scaler"]["scale"] == 65536.0 and scaled["scaler"]["_growth_tracker"] == scaled["global_step"]
     assert plain["scaler"] == {}  # disabled: nothing to save

@@ -62,7 +62,8 @@ def test_one_full_run_of_each_kind_trains_evaluates_and_stores_on_the_cpu(tmp_pa
         assert result["spec"]["config"]["image_size"] == 1024 and result["spec"]["config"]["dataset"] == "kvasir-seg"
     full = next(r for r in stored["polyp-sam"] if r["spec"]["config"]["model_options"]["strategy"] == "full")
     peak_gib = full["train"]["history"][0]["peak_mem_mb"] / 1024
-    print(f"vit_b full fine-tuning at 1024 px, one step on the CPU: peak resident memory {peak_gib:.1f} GiB")
+    with capsys.disabled():
+        print(f"\nvit_b full fine-tuning at 1024 px, one step on the CPU: peak resident memory {peak_gib:.1f} GiB")
     assert 1 < peak_gib < 24  # the 24 GB development machine
     assert sorted(REPO.glob("results/**/*.json")) == before  # the repository's results are untouched
 

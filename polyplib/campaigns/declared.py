@@ -82,7 +82,8 @@ def sam_config(settings: BookProfile, strategy: str = "decoder", seed: int | Non
     options = {**settings.sam_options, "strategy": strategy}
     return get_preset("polyp-sam-paper").replace(
         model=settings.sam_model, model_options=options, dataset=dataset, dataset_options=dataset_options,
-        protocol=settings.sam_train_protocol or settings.sam_test_protocol, root=settings.data_root, image_size=settings.sam_image_size,
+        protocol=settings.sam_train_protocol or settings.sam_test_protocol, root=settings.data_root,
+        image_size=settings.sam_image_size,
         seed=settings.seeds[0] if seed is None else seed, device=settings.device, progress=False,
         **{**settings.sam_recipe, **overrides})
 

@@ -59,7 +59,8 @@ def unet(encoder_name: str = "resnet34", encoder_depth: int = 5, encoder_weights
 
 
 @register_model("unetplusplus")
-def unetplusplus(encoder_name: str = "resnet34", encoder_depth: int = 5, encoder_weights: str | None = None) -> Normalized:
+def unetplusplus(encoder_name: str = "resnet34", encoder_depth: int = 5,
+                 encoder_weights: str | None = None) -> Normalized:
     """U-Net++ (Zhou et al. 2018) with a ResNet-34 encoder, smp `UnetPlusPlus`."""
     return _smp("UnetPlusPlus", "unetplusplus", encoder_name, encoder_weights, encoder_depth=encoder_depth)
 
