@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -113,7 +114,7 @@ def campaign(settings: BookProfile, name: str, *, run_missing: bool = False, onl
         scratch = Path(tempfile.mkdtemp(prefix=f"polyp-book-{name}-"))
         results_dir, work = scratch / "results", Path(work or scratch / "work")
         run_missing = True
-    results_dir = Path(results_dir or RESULTS_DIR)
+    results_dir = Path(results_dir or os.environ.get("POLYPLIB_RESULTS") or RESULTS_DIR)
     ctx = Context(results=str(results_dir), root=settings.data_root, work=str(work) if work else None,
                   device=settings.device, threads=settings.cpu_threads if settings.device == "cpu" else None)
     if run_missing:

@@ -9,6 +9,7 @@ from polyplib.campaigns.profiles import PROFILES
 from polyplib.errors import ConfigError
 
 DEFAULT_RESULTS = "results"
+GPU_TFLOP_S = 100  # assumed sustained training throughput of one GPU, for the plan's time estimate
 METRICS = ("dice", "iou", "meanDice", "meanIoU", "Sm", "wFm", "meanEm", "MAE")
 
 
@@ -21,12 +22,85 @@ def _context(args: argparse.Namespace):
                    threads=args.threads)
 
 
-def _campaigns(args: argparse.Namespace):
-    from polyplib.campaigns.declared import get_campaigns
+def _settings(args: argparse.Namespace, tests: str | None = None):
+    from polyplib.campaigns.present import configure
     from polyplib.campaigns.profiles import profile_settings
 
-    settings = profile_settings(args.profile, data_root=args.root)
-    return get_campaigns(settings, args.campaigns)
+    settings = profile_settings(args.profile, data_root=args.root, **_overrides(args.set or []))
+    return configure(settings, tests or args.tests, scratch=args.from_scratch)
+
+
+def _overrides(pairs: list[str]) -> dict:
+    """`--set NAME=VALUE` profile settings (VALUE as JSON, else a string), e.g. epochs=1, seeds=[0]."""
+    out = {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        if not sep or not name:
+            raise ConfigError(f"--set {pair!r}: expected NAME=VALUE, e.g. --set epochs=1")
+        try:
+            out[name] = json.loads(text)
+        except json.JSONDecodeError:
+            out[name] = text
+    return out
+
+
+def _campaigns(args: argparse.Namespace, tests: str | None = None):
+    from polyplib.campaigns.declared import get_campaigns
+
+    return get_campaigns(_settings(args, tests), args.campaigns)
+
+
+def _print_plan(rows: list[dict], campaigns=(), gpu: bool = False) -> None:
+    """One line per run (cost, hours where the campaign has measured timing, status), then the totals of the runs
+    that can run here; `gpu`: also the hours at an assumed sustained GPU rate."""
+    for r in rows:
+        name = " ".join(str(r[k]) for k in ("model", "strategy", "train", "seed") if k in r)
+        cost = f"{r['tflops']:.1f} TFLOP" if r["tflops"] is not None else "? TFLOP"
+        hours = f" {r['hours']:.1f} h" if r.get("hours") is not None else ""
+        detail = f" {r['detail']}" if r["detail"] else ""
+        print(f"{r['campaign']:<14} {r['run_id']}  {name:<42} {cost:>13}{hours}  {r['status']}{detail}")
+    states = {s: sum(r["status"] == s for r in rows) for s in ("done", "partial", "missing", "unavailable")}
+    todo = [r for r in rows if r["status"] in ("missing", "partial")]  # runnable here
+    total = sum(r["tflops"] or 0 for r in todo)
+    gpu_hours = total / GPU_TFLOP_S / 3600
+    print(f"{len(rows)} runs: " + ", ".join(f"{v} {k}" for k, v in states.items())
+          + f"; {total:.1f} TFLOP to do here (unavailable runs not counted)"
+          + (f", about {gpu_hours:.1f} h of training on one GPU at {GPU_TFLOP_S} TFLOP/s sustained (an assumption: "
+             "about a tenth of an H100's dense bf16 peak; `polyplib bench` measures it; evaluation not included)"
+             if gpu and total else ""))
+    for campaign in campaigns:
+        if campaign.timing is None:
+            continue
+        hours = [r["hours"] for r in todo if r["campaign"] == campaign.name and r.get("hours") is not None]
+        print(f"{campaign.name}: {sum(hours):.1f} h of run time to do (training and evaluation; about "
+              f"{sum(hours) / 2:.1f} h with --jobs 2), at most {max(hours, default=0):.1f} h per run, at the speeds "
+              f"measured on {campaign.timing.measured}")
+
+
+def _print_present(args: argparse.Namespace) -> None:
+    """After a plan on the profile's test sets: the runs of the test sets present, and what each absent dataset adds."""
+    from polyplib.campaigns.declared import campaigns
+    from polyplib.campaigns.present import KVASIR_ONLY_LABEL, gains, is_present
+    from polyplib.campaigns.runner import plan
+
+    settings = _settings(args)
+    used = dict.fromkeys(d for c in campaigns(settings).values() for s in c.runs for d in s.datasets())
+    present = {key for key in used if is_present(key, args.root)}
+    if present == set(used):
+        return
+    have = ", ".join(k for k in used if k in present) or "none of them"
+    print(f"\nThe profile uses {', '.join(used)}; under the data root: {have}.")
+    if any(k in present for k in settings.test_sets):
+        chosen = _settings(args, "present")
+        rows = plan(_campaigns(args, "present"), _context(args), args.only)
+        runnable = [r for r in rows if r["status"] != "unavailable"]
+        sam = f"; Polyp-SAM as the variant {KVASIR_ONLY_LABEL}" if chosen.sam_train != settings.sam_train else ""
+        print(f"With --tests present (tested on {', '.join(chosen.test_sets)} only: other run ids than the runs "
+              f"tested on all {len(settings.test_sets)}{sam}), {len(runnable)} runs can run:")
+        _print_plan(runnable, gpu=True)
+    print("Adding a dataset would add:")
+    for line in gains(settings, present):
+        print(f"  {line}")
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -53,23 +127,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2, default=str))
         return 0
-    for r in rows:
-        name = " ".join(str(r[k]) for k in ("model", "strategy", "train", "seed") if k in r)
-        cost = f"{r['tflops']:.1f} TFLOP" if r["tflops"] is not None else "? TFLOP"
-        hours = f" {r['hours']:.1f} h" if r["hours"] is not None else ""
-        detail = f" {r['detail']}" if r["detail"] else ""
-        print(f"{r['campaign']:<14} {r['run_id']}  {name:<42} {cost:>13}{hours}  {r['status']}{detail}")
-    states = {s: sum(r["status"] == s for r in rows) for s in ("done", "partial", "missing", "unavailable")}
-    todo = [r for r in rows if r["status"] in ("partial", "missing")]
-    total = sum(r["tflops"] or 0 for r in todo)
-    print(f"{len(rows)} runs: " + ", ".join(f"{v} {k}" for k, v in states.items())
-          + f"; {total:.1f} TFLOP to do here (unavailable runs not counted)")
-    timed = {c.name: c.timing for c in campaigns if c.timing}
-    for name, timing in timed.items():
-        hours = [r["hours"] for r in todo if r["campaign"] == name]
-        print(f"{name}: {sum(hours):.1f} h of run time to do (training and evaluation; about {sum(hours) / 2:.1f} h "
-              f"with --jobs 2), at most {max(hours, default=0):.1f} h per run, at the speeds measured on "
-              f"{timing.measured}")
+    _print_plan(rows, campaigns, gpu=args.profile == "full")
+    if args.tests in (None, "all"):
+        _print_present(args)
     return 0
 
 
@@ -141,6 +201,13 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default auto)")
         p.add_argument("--threads", type=int, help="torch threads per run (default: torch's)")
         p.add_argument("--only", help="glob on run id or labels, e.g. 'GMSRF-Net*'")
+        p.add_argument("--tests", help="test sets: all (the profile's, default), present (those under --root) or a "
+                                       "comma list; the run ids name what is tested; other than all, Polyp-SAM trains "
+                                       "on Kvasir-SEG alone when PraNet's TrainDataset is absent")
+        p.add_argument("--set", action="append", metavar="NAME=VALUE",
+                       help="a profile setting (JSON value), e.g. --set epochs=1 --set seeds=[0] (repeatable)")
+        p.add_argument("--from-scratch", action="store_true",
+                       help="random initial weights instead of ImageNet/SAM weights (labelled scratch)")
 
     p = sub.add_parser("list", help="campaigns and their run counts")
     p.add_argument("--profile", choices=list(PROFILES))

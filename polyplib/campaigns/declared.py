@@ -21,7 +21,6 @@ ABLATIONS: dict[str, dict[str, Any]] = {
     "Eq. 1 CMSA (no sigmoid)": {"options": {"cmsa_gate": "linear"}},  # Eq. 1 as written (the code adds sigmoid + 1)
 }
 COMPONENTS = ("no CMSA", "no MSFS", "1 GMSRF module", "no deep supervision")  # removals; the rest: text vs code
-JITTERS = (0.05, 0.1, 0.2)  # box jitter as a fraction of the box size per side (Polyp-SAM robustness)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,7 +47,7 @@ def model_options(settings: BookProfile, model: str, **options: Any) -> dict[str
 def tests_for(settings: BookProfile, source: str, keys: tuple[str, ...] | None = None,
               protocol: str = "gmsrf") -> list[dict[str, Any]]:
     """The profile's test sets for a model trained on `source` (source: its test split; others: every image)."""
-    return [eval_set(key, *dataset_key(key, settings), test_split(key, source), protocol)
+    return [eval_set(key, *dataset_key(key, settings), test_split(key, source, protocol), protocol)
             for key in keys or settings.test_sets]
 
 
@@ -93,7 +92,8 @@ def sam_config(settings: BookProfile, strategy: str = "decoder", seed: int | Non
     options = {**settings.sam_options, "strategy": strategy}
     return get_preset("polyp-sam-paper").replace(
         model=settings.sam_model, model_options=options, dataset=dataset, dataset_options=dataset_options,
-        protocol=settings.sam_test_protocol, root=settings.data_root, image_size=settings.sam_image_size,
+        protocol=settings.sam_train_protocol or settings.sam_test_protocol, root=settings.data_root,
+        image_size=settings.sam_image_size,
         seed=settings.seeds[0] if seed is None else seed, device=settings.device, progress=False,
         **{**settings.sam_recipe, **overrides})
 
@@ -101,7 +101,7 @@ def sam_config(settings: BookProfile, strategy: str = "decoder", seed: int | Non
 def sam_prompts(settings: BookProfile) -> list[dict[str, Any]]:
     """Prompts every Polyp-SAM run is tested with: GT boxes, jittered GT boxes, the cascade, the filled box alone."""
     detector = segmentation_run(settings, "gmsrf", settings.sam_train, settings.seeds[0])
-    return [{"name": "gt-box", "jitter": 0.0}, *({"name": f"jitter-{j:g}", "jitter": j} for j in JITTERS),
+    return [{"name": "gt-box", "jitter": 0.0}, *({"name": f"jitter-{j:g}", "jitter": j} for j in settings.sam_jitters),
             {"name": "cascade", "detector": detector.nested_dict(), "detector_label": "GMSRF-Net seed "
              f"{settings.seeds[0]}"}, {"name": "box-fill"}]
 

@@ -60,7 +60,7 @@ class BookProfile:
     baseline_options: dict[str, dict[str, Any]]
     sam_model: str
     sam_options: dict[str, Any]  # smoke/lite: random-initialised tiny SAM (no weights can be downloaded)
-    sam_test_protocol: str  # split protocol of the Polyp-SAM training/test sets
+    sam_test_protocol: str  # split protocol of the Polyp-SAM test sets (and of its training set unless the next)
     n_examples: int
     recipe: dict[str, Any] = dataclasses.field(default_factory=dict)  # overrides of the GMSRF-Net preset
     sam_recipe: dict[str, Any] = dataclasses.field(default_factory=dict)  # overrides of the Polyp-SAM preset
@@ -70,6 +70,8 @@ class BookProfile:
     ablation_seeds: int = 3  # the first seeds the ablation campaign trains (lite: what the CPU budget allows)
     precision_seeds: int = 1  # the first seeds the fp32 accuracy check trains (lite: all three, seed spread vs seed spread)
     convergence: Convergence | None = None  # the `convergence` campaign (None: the profile has none)
+    sam_train_protocol: str | None = None  # split protocol of the Polyp-SAM training set (None: sam_test_protocol)
+    sam_jitters: tuple[float, ...] = (0.05, 0.1, 0.2)  # box jitters Polyp-SAM is tested with (fraction of box size)
     description: str = ""
 
 
@@ -127,15 +129,20 @@ PROFILES: dict[str, BookProfile] = {
         name="full", device="cuda", source="kvasir-seg", sources=("kvasir-seg", "cvc-clinicdb"),
         test_sets=("kvasir-seg", "cvc-clinicdb", "cvc-colondb", "etis", "cvc-300"), sam_train="pranet-train",
         synth_n=200, image_size=256, sam_image_size=1024, epochs=None, max_steps=None, seeds=(0, 1, 2),
-        gmsrf_preset="gmsrf-paper", gmsrf_options={"variant": "paper"}, baselines=("unet", "unetplusplus", "deeplabv3plus"),
-        baseline_options={}, sam_model="polyp-sam-b", sam_options={}, sam_test_protocol="pranet", n_examples=8,
-        from_scratch=False, description="GPU, real data, the papers' recipes",
+        gmsrf_preset="gmsrf-paper", gmsrf_options={"variant": "paper", "pretrained": True},
+        baselines=("unet", "unetplusplus", "deeplabv3plus"),
+        baseline_options={name: {"encoder_weights": "imagenet"} for name in ("unet", "unetplusplus", "deeplabv3plus")},
+        sam_model="polyp-sam-b", sam_options={}, sam_test_protocol="pranet", sam_train_protocol="polyp-sam",
+        n_examples=8, from_scratch=False,
+        description="GPU, real data, the papers' recipes from ImageNet (GMSRF-Net, baselines) and SAM weights",
     ),
 }
 
 
 def profile_settings(profile: str = "smoke", **overrides: Any) -> BookProfile:
-    """The settings of `profile`; keyword overrides that are `None` keep the profile's value."""
+    """The settings of `profile`; keyword overrides that are `None` keep the profile's value. `test_sets` may be a
+    `--tests` string (`all`, `present`, a comma list: `present.configure`); `from_scratch=True` also drops every
+    pretrained weight (`present.from_scratch`)."""
     if profile not in PROFILES:
         raise ConfigError(f"unknown book profile {profile!r}; choose one of {', '.join(PROFILES)}")
     fields = {f.name for f in dataclasses.fields(BookProfile)}
@@ -144,9 +151,16 @@ def profile_settings(profile: str = "smoke", **overrides: Any) -> BookProfile:
         raise ConfigError(f"unknown profile setting(s) {unknown}; valid names: {sorted(fields)}")
     changes = {k: (tuple(v) if isinstance(v, list) else v) for k, v in overrides.items() if v is not None}
     if changes.get("epochs") is not None:  # the `epochs` parameter of a chapter changes both recipes
-        changes["recipe"] = {**PROFILES[profile].recipe, "epochs": changes["epochs"]}
-        changes["sam_recipe"] = {**PROFILES[profile].sam_recipe, "epochs": changes["epochs"]}
-    return dataclasses.replace(PROFILES[profile], **changes)
+        changes["recipe"] = {**changes.get("recipe", PROFILES[profile].recipe), "epochs": changes["epochs"]}
+        changes["sam_recipe"] = {**changes.get("sam_recipe", PROFILES[profile].sam_recipe), "epochs": changes["epochs"]}
+    tests = changes.pop("test_sets") if isinstance(changes.get("test_sets"), str) else None
+    scratch = changes.pop("from_scratch", False)
+    settings = dataclasses.replace(PROFILES[profile], **changes)
+    if tests is None and not scratch:
+        return settings
+    from polyplib.campaigns.present import configure
+
+    return configure(settings, tests, scratch=scratch)
 
 
 def dataset_key(key: str, settings: BookProfile) -> tuple[str, dict[str, Any]]:
@@ -156,6 +170,11 @@ def dataset_key(key: str, settings: BookProfile) -> tuple[str, dict[str, Any]]:
     return key, {}
 
 
-def test_split(key: str, source: str) -> str | None:
-    """The split a model trained on `source` is tested on: the source's test split, all of an unseen dataset."""
-    return "test" if key == source else None
+PRANET_TRAIN_PARTS = ("kvasir-seg", "cvc-clinicdb")  # PraNet's training set: 900 Kvasir-SEG + 550 CVC-ClinicDB images
+
+
+def test_split(key: str, source: str, protocol: str = "gmsrf") -> str | None:
+    """The split a model trained on `source` is tested on: the source's test split, all of an unseen dataset (under
+    the pranet protocol, Kvasir-SEG's and CVC-ClinicDB's PraNet test images after training on `pranet-train`)."""
+    seen = key == source or (protocol == "pranet" and source == "pranet-train" and key in PRANET_TRAIN_PARTS)
+    return "test" if seen else None

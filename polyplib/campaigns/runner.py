@@ -73,7 +73,7 @@ _GFLOPS: dict[tuple, float | None] = {}  # per-process memo of `gflops` (one mod
 
 def gflops(spec: RunSpec) -> float | None:
     """GFLOPs of one forward pass of the run's model at its image size (None when it cannot be built)."""
-    from polyplib.models import describe
+    from polyplib.models import create_architecture, describe
 
     options = dict(spec.config["model_options"])
     if "strategy" in options:  # Polyp-SAM: the forward pass is the same whatever is trained (describe runs no_grad)
@@ -81,14 +81,16 @@ def gflops(spec: RunSpec) -> float | None:
     key = (spec.config["model"], repr(sorted(options.items())), spec.config["image_size"])
     if key not in _GFLOPS:
         try:
-            _GFLOPS[key] = describe(spec.config["model"], image_size=spec.config["image_size"], **options)["gflops"]
+            model = create_architecture(spec.config["model"], **options)  # no weights fetched for an estimate
+            _GFLOPS[key] = describe(model, image_size=spec.config["image_size"])["gflops"]
         except Exception:  # noqa: BLE001  (cost is an estimate; a model that needs weights has none)
             _GFLOPS[key] = None
     return _GFLOPS[key]
 
 
 def estimated_cost(spec: RunSpec, root: str | None) -> float | None:
-    """Training cost in TFLOPs: 3 x forward GFLOPs x training images x epochs (None when unknown)."""
+    """Training cost in TFLOPs: 3 x forward GFLOPs x training images x epochs (None when unknown); Polyp-SAM
+    decoder-only on cached embeddings: one forward per training image."""
     from polyplib.data import get_split
     from polyplib.data.registry import dataset_ids
 
@@ -101,6 +103,9 @@ def estimated_cost(spec: RunSpec, root: str | None) -> float | None:
         n = len(get_split(cfg["dataset"], cfg["protocol"], root, ids=ids, **cfg["dataset_options"])[cfg["train_split"]])
     except Exception:  # noqa: BLE001  (absent data: no estimate)
         return None
+    options = cfg["model_options"]
+    if options.get("strategy") == "decoder" and options.get("cache_embeddings", True):
+        return flops * n / 1000  # Polyp-SAM decoder-only: one frozen-encoder pass per image; the decoder is ~0.1 %
     steps = n // cfg["batch_size"]
     if cfg.get("max_steps_per_epoch"):
         steps = min(steps, cfg["max_steps_per_epoch"] * cfg["grad_accum"])

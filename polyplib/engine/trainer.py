@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import random
 import resource
 import sys
@@ -199,6 +200,8 @@ def seed_everything(seed: int, deterministic: bool) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+    if deterministic:  # deterministic cuBLAS needs this before its first call (torch.use_deterministic_algorithms)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.backends.cudnn.benchmark = not deterministic
     torch.use_deterministic_algorithms(deterministic, warn_only=True)
 
@@ -299,6 +302,11 @@ def validate(model: nn.Module, loader: DataLoader, loss_fn, device: torch.device
         with _autocast(device, amp_dtype):
             out = forward(model, batch)
         logits = (out[0] if isinstance(out, (tuple, list)) else out).float()
+        if not bool(torch.isfinite(logits).all()):  # e.g. eval-mode BatchNorm statistics that overflowed
+            ids = batch.get("id") or range(len(logits))
+            bad = [str(i) for i, row in zip(ids, logits) if not bool(torch.isfinite(row).all())]
+            raise DivergenceError(f"validation output is not finite on image(s) {', '.join(bad[:3])} of the "
+                                  "validation split; lower the learning rate (--lr) or use --precision fp32")
         sums[-2] += float(loss_fn(logits, batch["mask"])) * logits.shape[0]
         probs = torch.sigmoid(logits).cpu().numpy()
         masks = batch["mask"].cpu().numpy() > 0.5
@@ -346,7 +354,7 @@ class _Run:
         self.info = init_distributed(self.device)
         if self.info.is_main:
             resume = prepare_out_dir(config, resume, overwrite)
-        if self.device.type == "cuda" and config.device == "auto":
+        if self.device.type == "cuda" and (config.device == "auto" or self.device.index is None):  # torchrun: its GPU
             self.device = torch.device("cuda", self.info.local_rank)
             torch.cuda.set_device(self.device)
         self.amp_dtype, use_scaler = resolve_precision(config.precision, self.device)

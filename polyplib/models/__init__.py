@@ -5,6 +5,8 @@ from polyplib.models.registry import (create_architecture, create_model, describ
                                       register_weight_options)
 
 register_weight_options("gmsrf", pretrained=False, pretrained_file=None)
+for _name in ("unet", "unetplusplus", "deeplabv3plus"):
+    register_weight_options(_name, encoder_weights=None)
 
 __all__ = ["authors_outputs", "create_architecture", "create_model", "describe", "list_models",
            "load_authors_state_dict", "register_model", "register_weight_options"]

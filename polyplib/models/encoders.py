@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from polyplib.errors import ConfigError, WeightsError
+from polyplib.models import hub
 
 
 def create_backbone(name: str, pretrained: bool = False, pretrained_file: str | Path | None = None,
@@ -22,6 +23,8 @@ def create_backbone(name: str, pretrained: bool = False, pretrained_file: str | 
                                f"there (.pth/.safetensors state_dict), or pass pretrained=False")
         kwargs["pretrained_cfg_overlay"] = dict(file=str(path))
         pretrained = True
+    elif pretrained and (repo := hub.timm_repo(name)):
+        hub.verify_cached(repo)
     try:
         net = timm.create_model(name, pretrained=pretrained, **kwargs)
     except Exception as err:  # hub unreachable, corrupt file, mismatching keys: all actionable the same way

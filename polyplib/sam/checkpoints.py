@@ -33,6 +33,14 @@ def fetch_weights(filename: str, md5: str, base_url: str | None = None, cache_di
     """Return the cached file, downloading `base_url + filename` once; the MD5 must match or WeightsError."""
     folder = weights_dir(cache_dir)
     url = (base_url or os.environ.get("POLYPLIB_SAM_URL") or DEFAULT_SAM_URL).rstrip("/") + "/" + filename
+    cached = folder / filename
+    if cached.is_file():  # checked here: pooch would silently try to download a mismatching file again
+        actual = pooch.file_hash(str(cached), alg="md5")
+        if actual != md5:
+            raise WeightsError(f"{cached} does not match the published md5 {md5} (it has {actual}): the file is "
+                               f"damaged or not the official one; delete it to download it again, or pass your own "
+                               f"SAM file with --set checkpoint=FILE")
+        return cached
     try:
         path = pooch.retrieve(url, known_hash=f"md5:{md5}", fname=filename, path=folder, progressbar=progress)
     except ValueError as err:  # pooch's hash mismatch; the bad download is not kept
