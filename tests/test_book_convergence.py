@@ -22,16 +22,23 @@ def fake_result(spec) -> dict:
     model, seed = spec.labels["model"], spec.labels["seed"]
     best = BEST[(model, seed)]
 
-    def entries(epoch: int) -> list[dict]:
-        return [{"key": key, "split": None, "protocol": "gmsrf", "prompt": "none", "n": 10,
-                 "means": {"dice": fake_dice(model, seed, key, epoch)}} for key in TEST_BASE]
+    def entries(epoch: int, per_image: bool = False) -> list[dict]:
+        """Test entries; the selected checkpoint's carry per-image scores (the store checks their means)."""
+        out = []
+        for key in TEST_BASE:
+            dice = round(fake_dice(model, seed, key, epoch), 5)
+            entry = {"key": key, "split": None, "protocol": "gmsrf", "prompt": "none", "n": 10, "means": {"dice": dice}}
+            if per_image:
+                entry["per_image"] = {"id": [f"{key}-{i}" for i in range(10)], "dice": [dice] * 10}
+            out.append(entry)
+        return out
 
     history = [{"epoch": e, "train_loss": 1.0 / (e + 1), "val_dice": val_dice(model, e + 1)} for e in range(20)]
     return {"format": RESULT_FORMAT, "run_id": spec.run_id, "profile": "lite", "campaign": "convergence",
             "spec": spec.to_dict(), "provenance": {},
             "train": {"best_epoch": best, "best_metric": val_dice(model, best), "select": "dice", "epochs": 20,
                       "history": history},
-            "tests": entries(best), "tests_at_epoch": [{"epoch": e, "tests": entries(e)}
+            "tests": entries(best, per_image=True), "tests_at_epoch": [{"epoch": e, "tests": entries(e)}
                                                        for e in spec.config["snapshot_epochs"]]}
 
 

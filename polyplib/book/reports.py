@@ -403,7 +403,10 @@ def verdict_table(results_dir: Any = None) -> pd.DataFrame:
         cross, ablations, sam, check = (stored(profile, n, results_dir)
                                         for n in ("cross-dataset", "ablations", "polyp-sam", "precision"))
         found = []
-        if cross.results:
+        converged = stored(profile, "convergence", results_dir) if profile == "lite" else None
+        if converged is not None and converged.results:  # the converged comparison is the claim's evidence
+            found.append(("convergence", analysis.generalisation_verdict(converged)))
+        elif cross.results:
             found.append(("cross-dataset", analysis.generalisation_verdict(cross)))
         if ablations.results and cross.results:
             found.append(("ablations", ablation_verdict(ablations, [cross, check])))

@@ -71,7 +71,8 @@ def _print_plan(rows: list[dict], campaigns=(), gpu: bool = False) -> None:
     for campaign in campaigns:
         if campaign.timing is None:
             continue
-        hours = [r["hours"] for r in todo if r["campaign"] == campaign.name and r.get("hours") is not None]
+        hours = [r["hours"] for r in rows if r["campaign"] == campaign.name and r["status"] != "done"
+                 and r.get("hours") is not None]  # the campaign's cost, wherever its data is
         print(f"{campaign.name}: {sum(hours):.1f} h of run time to do (training and evaluation; about "
               f"{sum(hours) / 2:.1f} h with --jobs 2), at most {max(hours, default=0):.1f} h per run, at the speeds "
               f"measured on {campaign.timing.measured}")
