@@ -105,7 +105,7 @@ def _frame_structure(args: argparse.Namespace) -> int:
                              for m, bs in derived["methods"].items()),
                            f"consensus: {len(derived['boundaries']) + 1} segments of the {derived['n_sequences']} "
                            f"sequences, starting at frames {[derived['ids'][0], *(derived['ids'][b] for b in derived['boundaries'])]}"])
-        _print({k: v for k, v in derived.items()}, args.json, text)
+        _print(derived, args.json, text)
         return 0
     pairs = find_pairs(args.name, args.root)
     found = frames.near_duplicates({p.id: p.image_path for p in pairs})

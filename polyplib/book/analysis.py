@@ -79,7 +79,8 @@ def interval_table(view: CampaignView, metric: str = "dice", prompt: str = "none
     return pd.DataFrame(rows)
 
 
-def _run_means(view: CampaignView, test: str, prompt: str, by: str, metric: str) -> pd.DataFrame:
+def _run_means(view: CampaignView, test: str, prompt: str) -> pd.DataFrame:
+    """The stored run means (one row per run) on one test set and prompt."""
     frame = view.frame
     frame = frame[frame["prompt"] == prompt] if "prompt" in frame else frame
     return frame[frame["test"] == test]
@@ -97,7 +98,7 @@ def comparisons(view: CampaignView, reference: str = REFERENCE, metric: str = "d
         if reference not in table:
             continue
         labels, unit = units(test, table.index)
-        runs = _run_means(view, test, prompt, by, metric)
+        runs = _run_means(view, test, prompt)
         for other in (c for c in table.columns if c != reference):
             paired = paired_comparison(table[reference], table[other], labels)
             seeds = seed_comparison(*(runs.loc[runs[by] == g, metric] for g in (reference, other)))

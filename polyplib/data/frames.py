@@ -9,6 +9,7 @@ sequences is still independent of the others); splitting one would not, so the c
 from __future__ import annotations
 
 import csv
+import functools
 import os
 from importlib import resources
 from pathlib import Path
@@ -90,50 +91,51 @@ def derive_segments(name: str = "cvc-colondb", root: str | os.PathLike | None = 
     return {**result, "ids": [p.id for p in pairs], "dataset": name, "n_sequences": N_SEQUENCES[name]}
 
 
+def write_table(path: str | os.PathLike, header: list[str], rows) -> Path:
+    """A metadata table as CSV, written atomically (`polyplib.atomic`)."""
+    from polyplib.atomic import atomic_write
+
+    with atomic_write(path) as handle:
+        writer = csv.writer(handle, lineterminator="\r\n")  # the csv module's dialect, as the shipped files have
+        writer.writerow(header)
+        writer.writerows(rows)
+    return Path(path)
+
+
 def write_segments(derived: dict, path: str | os.PathLike) -> Path:
-    """The id -> segment table as CSV (written under a temporary name, then renamed)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["id", "segment"])
-        writer.writerows(zip(derived["ids"], derived["labels"]))
-    tmp.replace(path)
-    return path
+    """The id -> segment table of `derive_segments` as CSV."""
+    return write_table(path, ["id", "segment"], zip(derived["ids"], derived["labels"]))
+
+
+def write_duplicates(pairs: list[tuple[str, str, int, float]], path: str | os.PathLike) -> Path:
+    """The near-duplicate pairs of `near_duplicates` as CSV (a, b, bits, correlation)."""
+    return write_table(path, ["a", "b", "bits", "correlation"], pairs)
+
+
+@functools.lru_cache(maxsize=None)
+def _shipped_rows(filename: str) -> tuple[dict[str, str], ...]:
+    """Rows of a metadata table shipped in polyplib/data/metadata/ (read once per process)."""
+    text = resources.files("polyplib.data").joinpath("metadata", filename).read_text()
+    return tuple(csv.DictReader(text.splitlines()))
 
 
 def shipped_segments(name: str) -> dict[str, int] | None:
     """The segments shipped with polyplib for a dataset (id -> segment number), None for datasets without them."""
     if name not in SHIPPED:
         return None
-    text = resources.files("polyplib.data").joinpath("metadata", SHIPPED[name]).read_text()
-    rows = list(csv.DictReader(text.splitlines()))
-    return {row["id"]: int(row["segment"]) for row in rows}
-
-
-def _grey_thumbnail(image) -> np.ndarray:
-    grey = np.asarray(image.convert("L").resize((64, 64)), dtype=np.float64).ravel()
-    return (grey - grey.mean()) / (grey.std() + 1e-6)
+    return {row["id"]: int(row["segment"]) for row in _shipped_rows(SHIPPED[name])}
 
 
 def shipped_duplicates(name: str) -> list[tuple[str, str]]:
     """The near-duplicate pairs shipped with polyplib for a dataset (empty for datasets without such a list)."""
     if name not in SHIPPED_DUPLICATES:
         return []
-    text = resources.files("polyplib.data").joinpath("metadata", SHIPPED_DUPLICATES[name]).read_text()
-    return [(row["a"], row["b"]) for row in csv.DictReader(text.splitlines())]
+    return [(row["a"], row["b"]) for row in _shipped_rows(SHIPPED_DUPLICATES[name])]
 
 
-def write_duplicates(pairs: list[tuple[str, str, int, float]], path: str | os.PathLike) -> Path:
-    """The near-duplicate pairs as CSV (a, b, bits, correlation), written under a temporary name, then renamed."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["a", "b", "bits", "correlation"])
-        writer.writerows(pairs)
-    tmp.replace(path)
-    return path
+def _grey_thumbnail(image) -> np.ndarray:
+    grey = np.asarray(image.convert("L").resize((64, 64)), dtype=np.float64).ravel()
+    return (grey - grey.mean()) / (grey.std() + 1e-6)
 
 
 def near_duplicates(paths: dict[str, Path], max_bits: int = DUPLICATE_BITS,
