@@ -6,7 +6,7 @@ import argparse
 import torch
 from torch import nn
 
-from polyplib.engine.bench import interleaved, summarize
+from polyplib.bench.timing import interleaved, summarize
 from polyplib.engine.trainer import _autocast, native_bf16_cpu
 from polyplib.models import create_model
 

@@ -7,7 +7,7 @@ import os
 
 import torch
 
-from polyplib.engine.bench import interleaved, summarize
+from polyplib.bench.timing import interleaved, summarize
 from polyplib.engine.config import TrainConfig
 from polyplib.engine.trainer import build_optimizer
 from polyplib.losses import build_loss

@@ -1,4 +1,4 @@
-"""GMSRF-Net speed benchmark (issue 3): `python benchmarks/bench_gmsrf.py [--quick] [--out results.json]`."""
+"""GMSRF-Net speed benchmark: `python benchmarks/bench_gmsrf.py [--quick] [--out results.json]`."""
 import sys
 
 from polyplib.cli import main

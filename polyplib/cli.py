@@ -244,12 +244,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
         check_positive(value, option)
     if args.out:
         check_output_file(args.out, "--out", overwrite=args.overwrite)
-    from polyplib.engine.bench import format_table, run_bench
+    from polyplib.bench import format_table, run_bench
 
     results = run_bench(args.suite, quick=args.quick, device=args.device, out=args.out, variants=tuple(args.variants),
                         image_size=args.image_size, model_options=parse_options(args.set),
                         steps=args.steps, repeats=args.repeats)
-    _print(results, args.json, format_table(results))
+    _print(results.to_json(), args.json, format_table(results))
     return 0
 
 

@@ -2,8 +2,10 @@
 import pytest
 import torch
 
-from polyplib.engine.bench import (comparison, format_table, interleaved, matmul_peak_flops, paired_ratios, recipes,
-                                   summarize, timing_line, trust_warning)
+from polyplib.bench import BenchResult, format_table
+from polyplib.bench.gmsrf import authors_loss, recipes
+from polyplib.bench.timing import (comparison, interleaved, matmul_peak_flops, paired_ratios, summarize, timed,
+                                   timing_line, trust_warning)
 from polyplib.engine.trainer import channels_last_for, native_bf16_cpu, precision_name, resolve_precision
 
 
@@ -28,13 +30,12 @@ def test_reference_line_is_the_authors_setting():
 
 
 def test_authors_loss_line_equals_the_legacy_structure_loss():
-    from polyplib.engine.bench import _authors_loss
     from polyplib.losses import build_loss
 
     torch.manual_seed(0)
     mask = (torch.rand(2, 1, 40, 40) > 0.6).float()
     outs = tuple(torch.randn(2, 1, 40, 40) * 2 for _ in range(4))
-    authors, ours = _authors_loss()(outs, mask), build_loss("structure", legacy_bugs=True)(outs, mask)
+    authors, ours = authors_loss()(outs, mask), build_loss("structure", legacy_bugs=True)(outs, mask)
     assert authors.item() == pytest.approx(ours.item(), rel=1e-5)
     assert abs(authors.item() - build_loss("structure")(outs, mask).item()) > 1e-3  # the bugs change the value
 
@@ -46,7 +47,7 @@ def test_format_table_shows_ratios():
         "lines": [{**line, "recipe": "ours", "images_per_s": 80.0},
                   {**line, "recipe": "authors", "images_per_s": 20.0}],
         "comparisons": [{"variant": "official", "speedup": 4.0, "memory_ratio": 0.3}]}}}
-    text = format_table(results)
+    text = format_table(BenchResult.from_json(results))
     assert "speed-up x4.00, memory ratio 0.30" in text and "25.0%" in text and "2.00 TFLOP/s" in text
 
 
@@ -100,7 +101,7 @@ def test_format_table_prints_ranges_and_the_warning():
         "lines": [{**line, "recipe": "ours"}, {**line, "recipe": "authors"}],
         "comparisons": [{"variant": "paper", "speedup": 1.5, "speedup_min": 0.9, "speedup_max": 7.0, "repeats": 3,
                          "memory_ratio": None, "warning": "timings vary"}]}}}
-    text = format_table(results)
+    text = format_table(BenchResult.from_json(results))
     assert "8.00 [4.00-8.00]" in text and "1000.0 [1000.0-2000.0]" in text
     assert "speed-up x1.50 (range x0.90-x7.00 over 3 paired repeats)" in text and "WARNING paper: timings vary" in text
 
@@ -111,6 +112,58 @@ def test_format_table_prints_polyp_sam_ranges_and_warnings():
            "full_speedup_max": 1.9, "decoder_speedup": 2.0, "decoder_speedup_min": 1.9, "decoder_speedup_max": 2.1,
            "warnings": {"full": "timings vary"},
            "lines": [{**line, "strategy": "full", "recipe": r} for r in ("ours", "authors")]}
-    text = format_table({"provenance": {"machine": "m", "torch": "t"}, "suites": {"sam": sam}})
+    text = format_table(BenchResult.from_json({"provenance": {"machine": "m", "torch": "t"}, "suites": {"sam": sam}}))
     assert "2.00 [1.00-2.00]" in text and "full: ours/authors speed-up x1.50 (range x1.20-x1.90)" in text
     assert "WARNING Polyp-SAM full: timings vary" in text
+
+
+# -- the record, the registry of suites ------------------------------------------------------------------------------
+
+
+def test_every_stored_bench_result_loads_and_writes_back_byte_identical(tmp_path):
+    import json
+    from pathlib import Path
+
+    stored = sorted(Path(__file__).parents[1].glob("results/*/bench/*.json"))
+    assert stored
+    for path in stored:
+        text, result = path.read_text(), BenchResult.load(path)
+        assert result.suites["gmsrf"].lines and result.suites["gmsrf"].comparisons
+        indented = json.dumps(result.to_json(), indent=2) + "\n"  # `polyplib bench --json` output kept as a file
+        written = result.write(tmp_path / path.name).read_text()  # `polyplib bench --out`
+        assert text in (written, indented), path
+
+
+def test_unknown_suites_and_unreadable_results_are_one_line_errors(tmp_path):
+    from polyplib.bench import get_suite
+    from polyplib.errors import ConfigError, DataError
+
+    with pytest.raises(ConfigError, match="choose one of gmsrf, sam, all"):
+        get_suite("unet")
+    (tmp_path / "b.json").write_text('{"suites": {}}')
+    with pytest.raises(DataError, match="b.json is not a readable `polyplib bench` result"):
+        BenchResult.load(tmp_path / "b.json")
+
+
+def test_the_gmsrf_suite_needs_nothing_of_polyp_sam():
+    import ast
+    from pathlib import Path
+
+    import polyplib.bench.gmsrf as gmsrf
+    import polyplib.bench.registry as registry
+    import polyplib.bench.timing as timing
+
+    for module in (gmsrf, registry, timing):
+        tree = ast.parse(Path(module.__file__).read_text())
+        names = [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+        names += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+        assert not [n for n in names if n and n.startswith("polyplib.sam")], module.__name__
+    from polyplib.bench import get_suite
+
+    assert get_suite("gmsrf").table is gmsrf.gmsrf_table and get_suite("gmsrf").run is gmsrf.bench_gmsrf
+
+
+def test_timed_gives_one_time_per_call_after_the_warmup():
+    calls = []
+    times = timed(lambda: calls.append(1), torch.device("cpu"), steps=3, warmup=2)
+    assert len(calls) == 5 and len(times) == 3 and all(t >= 0 for t in times)

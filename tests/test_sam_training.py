@@ -183,7 +183,7 @@ def test_box_fill_reference_is_the_filled_gt_box():
 
 
 def test_quick_bench_reports_both_lines():
-    from polyplib.sam.bench import run_sam_bench
+    from polyplib.bench.sam import run_sam_bench
     res = run_sam_bench(quick=True, device="cpu", batch=2, steps=1)
     kinds = {(ln["strategy"], ln["recipe"]) for ln in res["lines"]}
     assert kinds == {(s, r) for s in ("full", "decoder") for r in ("ours", "authors")}

@@ -363,26 +363,26 @@ def sam_paper_side_by_side(view: CampaignView, table: str) -> pd.DataFrame:
 def stored_bench_section(results_dir: Any = None) -> list[dict[str, Any]]:
     """Chapter 8: every stored `polyplib bench` result (`results/<profile>/bench/*.json`): lines and speed-ups with
     their ranges, trust warnings and provenance; returns the comparisons shown."""
-    import json
     from pathlib import Path
 
+    from polyplib.bench import BenchResult
     from polyplib.book.results import RESULTS_DIR, STORED_PROFILES
 
     root, shown = Path(results_dir or RESULTS_DIR), []
     for profile in STORED_PROFILES:
         for path in sorted((root / profile / "bench").glob("*.json")):
-            data = json.loads(path.read_text())
-            prov, suite = data["provenance"], data["suites"]["gmsrf"]
+            stored_bench = BenchResult.load(path)
+            prov, suite = stored_bench.provenance, stored_bench.suites["gmsrf"]
             _md(f"**Stored benchmark `{path.relative_to(root)}`** (profile `{profile}`): GMSRF-Net at "
-                f"{suite['image_size']}x{suite['image_size']} on {prov.get('machine')}, {suite['device']}, torch "
+                f"{suite.image_size}x{suite.image_size} on {prov.get('machine')}, {suite.device}, torch "
                 f"{prov.get('torch')}, commit {str(prov.get('commit', '?'))[:7]}, {str(prov.get('date', '?'))[:10]}; "
-                f"{suite['repeats']} interleaved repeats of {suite['steps_per_repeat']} steps.")
+                f"{suite.repeats} interleaved repeats of {suite.steps_per_repeat} steps.")
             lines = pd.DataFrame([{"variant": ln["variant"], "recipe": ln["recipe"], "kind": ln["kind"],
                                    "batch": ln["batch"], "img/s": ln["images_per_s"],
                                    "min-max": f"{ln['images_per_s_min']:.2f}-{ln['images_per_s_max']:.2f}"}
-                                  for ln in suite["lines"]])
+                                  for ln in suite.lines])
             _table(lines, f"{profile}: images/s, ours vs the authors' way (median, min-max of repeats)", precision=2)
-            for c in suite["comparisons"]:
+            for c in suite.comparisons:
                 _md(f"{c['variant']}: training speed-up ours / authors **x{c['speedup']:.2f}** (x{c['speedup_min']:.2f}"
                     f"-x{c['speedup_max']:.2f} over {c['repeats']} paired repeats)"
                     + (f". Warning: {c['warning']}" if c.get("warning") else "."))

@@ -1,4 +1,4 @@
-"""Polyp-SAM speed benchmark: our batched steps vs the authors' loop (per-image steps, fp16 autocast, accumulation)."""
+"""Polyp-SAM speed suite: our batched steps vs the authors' loop (per-image steps, fp16 autocast, accumulation)."""
 from __future__ import annotations
 
 import statistics
@@ -7,12 +7,15 @@ from typing import Any, Callable
 
 import torch
 
-from polyplib.engine.bench import _sync
+from polyplib.bench.record import SuiteResult
+from polyplib.bench.registry import BenchOptions, register_suite
+from polyplib.bench.timing import comparison, interleaved, sync, timed, timing_line, value_range
 from polyplib.engine.trainer import _autocast, resolve_device
 from polyplib.sam.build import build_sam
 from polyplib.sam.model import PolypSAM
 
-TARGETS = {"full_speedup": 3.0, "decoder_speedup": 30.0, "latency_ms": 15.0}  # issue 4, H100, vit_b at 1024
+# what our recipe should reach on an H100 with vit_b at 1024 px (speed-ups over the authors' loop, batch-1 latency)
+TARGETS = {"full_speedup": 3.0, "decoder_speedup": 30.0, "latency_ms": 15.0}
 
 
 def soft_dice_loss(prob: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -58,26 +61,11 @@ def ours_step(net: Callable, inputs: torch.Tensor, batch: dict, optimizer, amp: 
     optimizer.zero_grad(set_to_none=True)
 
 
-def timed(fn: Callable[[], Any], device: torch.device, steps: int, warmup: int) -> list[float]:
-    """Seconds per call of `fn` after `warmup` calls."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(steps):
-        _sync(device)
-        start = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return times
-
-
 def run_sam_bench(quick: bool = False, device: str = "auto", size: str | None = None, batch: int | None = None,
                   steps: int | None = None, compile: bool = False, repeats: int | None = None) -> dict[str, Any]:
     """Full fine-tuning and cached decoder-only training images/s (ours vs authors, timed in alternating blocks:
     median and min-max per line, the speed-up's range and a warning when the spread is too wide), and batch-1
     inference latency."""
-    from polyplib.engine.bench import comparison, interleaved, timing_line
     from polyplib.sam.training import EmbeddingDecoder
 
     dev = resolve_device(device)
@@ -106,7 +94,7 @@ def run_sam_bench(quick: bool = False, device: str = "auto", size: str | None = 
             with torch.no_grad(), _autocast(dev, ours_amp):
                 start = time.perf_counter()
                 inputs = model.encode(data["image"]).float()
-                _sync(dev)
+                sync(dev)
                 extra["one_time_embedding_images_per_s"] = batch / (time.perf_counter() - start)
             net = EmbeddingDecoder(model, (model.image_size, model.image_size))
             net = torch.compile(net) if compile else net
@@ -142,3 +130,25 @@ def run_sam_bench(quick: bool = False, device: str = "auto", size: str | None = 
             "full_speedup": speedups["full"]["speedup"], "decoder_speedup": speedups["decoder"]["speedup"],
             **ranges, "warnings": warnings,
             "latency_ms": latency, "targets": TARGETS if size == "vit_b" and cuda else None}
+
+
+def sam_table(suite: SuiteResult) -> list[str]:
+    """Polyp-SAM lines of the text report: images/s median [min-max], speed-up ranges, latency, warnings."""
+    sam = suite.fields
+    text = [f"Polyp-SAM {sam['size']} at {sam['image_size']}x{sam['image_size']}"]
+    for ln in suite.lines:
+        text.append(f"{ln['strategy']:<9} {ln['recipe']:<8} {'train':<17} {ln['batch']:>5} "
+                    f"{value_range(ln, 'images_per_s', '.2f'):>27}")
+    for name in ("full", "decoder"):
+        spread = (f" (range x{sam[f'{name}_speedup_min']:.2f}-x{sam[f'{name}_speedup_max']:.2f})"
+                  if f"{name}_speedup_min" in sam else "")
+        text.append(f"{name}: ours/authors speed-up x{sam[f'{name}_speedup']:.2f}{spread}")
+    text.append(f"batch-1 latency {sam['latency_ms']:.1f} ms")
+    text.extend(f"WARNING Polyp-SAM {name}: {warning}" for name, warning in sam.get("warnings", {}).items())
+    return text
+
+
+@register_suite("sam", sam_table)
+def sam_suite(options: BenchOptions) -> dict[str, Any]:
+    """`run_sam_bench` at its defaults for the options asked (quick, device, repeats)."""
+    return run_sam_bench(quick=options.quick, device=options.device, repeats=options.repeats)
