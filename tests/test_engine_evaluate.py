@@ -138,3 +138,34 @@ def test_unusable_checkpoints_are_weights_errors(tmp_path):
     save_checkpoint({"weights": torch.ones(1)}, tmp_path / "bare.pt")
     with pytest.raises(WeightsError, match="no model weights"):
         evaluate(tmp_path / "bare.pt", "synthpolyp", out_dir=tmp_path / "e", dataset_options=SYNTH)
+
+
+class Brightness(nn.Module):
+    """Logits that follow each pixel's grey level: a map of many levels that any change of the input moves."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.tensor(20.0))
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.scale * (image.mean(1, keepdim=True) - 0.5)
+
+
+def test_predict_gives_the_mask_evaluate_scores_for_the_same_image(tmp_path, monkeypatch):
+    """One decoding and one resize for both commands: `predict`'s mask is evaluate's map thresholded at 0.5."""
+    from fullpath import make_root
+    from polyplib.models import registry
+
+    monkeypatch.setitem(registry._REGISTRY, "brightness", Brightness)
+    config = get_preset("cpu-tiny").replace(model="brightness", model_options={}, image_size=32)
+    path = save_checkpoint({"model": Brightness().state_dict(), "config": config.to_dict()}, tmp_path / "best.pt")
+    root = make_root(tmp_path / "data", kvasir=3, colondb=0, size=(72, 88))
+    evaluate(path, "kvasir-seg", root=str(root), out_dir=tmp_path / "eval", image_size=32, batch_size=1,
+             save_predictions=True, overlays=False, device="cpu", progress=False)
+    written = predict_folder(path, root / "Kvasir-SEG" / "images", tmp_path / "masks", device="cpu", progress=False)
+    assert len(written) == 3
+    for mask_path in written:
+        mask = cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE)
+        scored = cv2.imread(str(tmp_path / "eval" / "predictions" / mask_path.name), cv2.IMREAD_GRAYSCALE)
+        assert len(np.unique(scored)) > 50 and 0 < (scored >= 128).sum() < scored.size
+        assert np.array_equal(mask == 255, scored >= 128), mask_path.name  # 8-bit level >= 128: probability >= 0.5

@@ -16,7 +16,7 @@ from polyplib.data.io import Pair, binarize_mask, check_pairs, natural_key, read
 from polyplib.data.registry import find_pairs, get_spec, locate, synth_options
 from polyplib.data.splits import get_split
 from polyplib.data.synth import synth_frame, synth_ids
-from polyplib.data.transforms import apply_transform, build_transform, sample_seed
+from polyplib.data.transforms import apply_transform, build_transform, image_tensor, sample_seed
 from polyplib.errors import ConfigError, DataError
 
 BBOXES_JSON = "kavsir_bboxes.json"
@@ -65,7 +65,7 @@ class PolypDataset(Dataset):
         orig_size = tuple(int(v) for v in self.orig_sizes.get(pair.id, image.shape[:2]))
         image, mask = apply_transform(self.transform, image, mask, sample_seed(self.seed, self.epoch, index))
         return {
-            "image": torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255),
+            "image": image_tensor(image),
             "mask": torch.from_numpy(np.ascontiguousarray(mask))[None].float(),
             "id": pair.id,
             "dataset": self.name,

@@ -8,6 +8,7 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # no version check over 
 import albumentations as A  # noqa: E402
 import cv2
 import numpy as np
+import torch
 
 from polyplib.errors import ConfigError
 
@@ -30,6 +31,16 @@ def build_transform(image_size: int | None = 256, augment: bool = False) -> A.Co
         A.OneOf([crop, *size], p=1.0),
         A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.05, p=0.5),
     ])
+
+
+def resize_image(image: np.ndarray, image_size: int | None) -> np.ndarray:
+    """An RGB uint8 image resized exactly as an un-augmented sample is (`build_transform`: bilinear)."""
+    return build_transform(image_size)(image=image)["image"]
+
+
+def image_tensor(image: np.ndarray) -> torch.Tensor:
+    """An RGB uint8 image [H, W, 3] as models take it: float32 [3, H, W] in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255)
 
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:

@@ -18,7 +18,8 @@ from torch.utils.data import DataLoader, default_collate
 from tqdm.auto import tqdm
 
 from polyplib.atomic import atomic_write
-from polyplib.data.io import DataWarning
+from polyplib.data.io import DataWarning, read_image
+from polyplib.data.transforms import image_tensor, resize_image
 from polyplib.engine.checkpoint import load_checkpoint
 from polyplib.engine.config import TrainConfig
 from polyplib.engine.provenance import provenance
@@ -287,14 +288,6 @@ def overlay_grid(ds, table: pd.DataFrame, predict_fn: PredictFn, path: Path, key
     return path
 
 
-def read_image(path: Path) -> np.ndarray:
-    """An RGB uint8 image from disk (clear error when unreadable)."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise DataError(f"cannot read image {path}; is it a valid jpg/png/tif/bmp/webp file?")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
 def write_png(path: Path, array: np.ndarray) -> Path:
     """Write one PNG atomically (a temporary file in its folder renamed over `path`: a link planted at `path` is
     replaced, never followed) and check that it was encoded."""
@@ -381,8 +374,7 @@ def predict_folder(checkpoint: str | Path, input_dir: str | Path, out_dir: str |
             except DataError:
                 unreadable.append(path.name)
                 continue
-            resized = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
-            tensor = torch.from_numpy(resized).permute(2, 0, 1).float().div(255)[None]
+            tensor = image_tensor(resize_image(image, size))[None]
             prob = _resize_prob(predict({"image": tensor})[0].cpu(), image.shape[:2])[0].numpy()
             written.append(write_png(target, np.where(prob > threshold, 255, 0).astype(np.uint8)))
     finally:
