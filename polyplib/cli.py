@@ -48,19 +48,6 @@ def _print(data: Any, as_json: bool, text: str) -> None:
     print(json.dumps(data, indent=2, default=str) if as_json else text)
 
 
-def parse_options(items: list[str]) -> dict[str, Any]:
-    """`key=value` strings as a dict (values parsed as JSON when they parse)."""
-    from polyplib.engine.config import parse_value
-
-    options = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--set {item!r}: expected key=value")
-        options[key] = parse_value(raw)
-    return options
-
-
 # -- datasets ---------------------------------------------------------------------------------------------------
 def cmd_datasets(args: argparse.Namespace) -> int:
     """List the datasets present under the data root, or download one."""
@@ -180,12 +167,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 # -- evaluate / predict -----------------------------------------------------------------------------------------
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Per-image CSV, summary JSON and overlay grid for a checkpoint on one dataset split."""
+    from polyplib.engine.config import parse_pairs
     from polyplib.engine.evaluate import evaluate
 
     result = evaluate(args.checkpoint, args.dataset, out_dir=args.out, root=args.root, split=args.split,
                       protocol=args.protocol, image_size=args.image_size, batch_size=args.batch_size,
                       save_predictions=args.save_predictions, overlays=not args.no_overlays, device=args.device,
-                      dataset_options=parse_options(args.set), progress=not (args.json or args.no_progress),
+                      dataset_options=parse_pairs(args.set, example="n=20"), progress=not (args.json or args.no_progress),
                       overwrite=args.overwrite)
     summary = result.summary
     text = "\n".join(f"{k:<12} {v:.4f}" for k, v in summary["means"].items())
@@ -210,9 +198,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
 # -- describe / prepare / bench ---------------------------------------------------------------------------------
 def cmd_describe(args: argparse.Namespace) -> int:
     """Parameters, FLOPs and output shapes of a registered model."""
+    from polyplib.engine.config import parse_pairs
     from polyplib.models import describe
 
-    options = parse_options(args.set)
+    options = parse_pairs(args.set, example="num_modules=0")
     if args.variant:
         options["variant"] = args.variant
     if args.allow_scratch:
@@ -245,9 +234,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.out:
         check_output_file(args.out, "--out", overwrite=args.overwrite)
     from polyplib.bench import format_table, run_bench
+    from polyplib.engine.config import parse_pairs
 
     results = run_bench(args.suite, quick=args.quick, device=args.device, out=args.out, variants=tuple(args.variants),
-                        image_size=args.image_size, model_options=parse_options(args.set),
+                        image_size=args.image_size, model_options=parse_pairs(args.set, example="backbone=resnet10t"),
                         steps=args.steps, repeats=args.repeats)
     _print(results.to_json(), args.json, format_table(results))
     return 0

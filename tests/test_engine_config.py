@@ -44,6 +44,21 @@ def test_overrides_and_json_round_trip(tmp_path):
         apply_overrides(config, ["image_size"])
 
 
+def test_every_key_value_option_is_read_by_one_parser(capsys):
+    from polyplib import cli
+    from polyplib.engine.config import parse_pairs
+
+    assert parse_pairs(["n=8", "name=a=b", "seeds=[0, 1]", "n=9", "flag=true"]) == \
+        {"n": 9, "name": "a=b", "seeds": [0, 1], "flag": True}
+    with pytest.raises(ConfigError, match=r"^--dataset-option '=3': expected key=value, e.g. --dataset-option n=20$"):
+        parse_pairs(["=3"], "--dataset-option", "n=20")
+    for argv in (["describe", "gmsrf", "--set", "variant"], ["campaign", "plan", "smoke", "--set", "epochs"],
+                 ["evaluate", "x.pt", "--dataset", "synthpolyp", "--set", "n"]):
+        assert cli.main(argv) == 1
+        err = capsys.readouterr().err
+        assert f"polyplib {argv[0]}: error: --set '{argv[-1]}': expected key=value, e.g. --set " in err, argv
+
+
 def test_warmup_cosine_schedule_matches_polyp_sam():
     config = get_preset("polyp-sam-paper")
     lrs = [warmup_cosine_factor(e, config) * config.lr for e in range(config.epochs + 1)]

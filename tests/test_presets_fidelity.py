@@ -15,13 +15,25 @@ def sigmoid(x: float) -> float:
     return 1 / (1 + math.exp(-x))
 
 
-def test_gmsrf_official_preset_is_the_training_script():
+def test_gmsrf_official_preset_trains_as_the_authors_script():
+    """Their gmsrf_train.py: Adam at 1e-4, the LR divided by 10 once 5 epochs in a row fail to lower the validation
+    loss, and their structure loss with both bugs (the benchmark's independent copy of it)."""
+    from polyplib.bench.gmsrf import authors_loss
+
     cfg = get_preset("gmsrf-official")
-    assert (cfg.model_options, cfg.loss, cfg.loss_options, cfg.val_loss, cfg.select) == \
-        ({"variant": "official"}, "structure", {"legacy_bugs": True}, "dice-bce-authors", "loss")
-    assert (cfg.batch_size, cfg.epochs, cfg.lr, cfg.optimizer, cfg.clip_value, cfg.augment, cfg.image_size) == \
-        (6, 130, 1e-4, "adam", 0.5, False, 256)
-    assert (cfg.schedule, cfg.plateau_patience, cfg.plateau_factor, cfg.recipe) == ("plateau", 5, 0.1, "gmsrf-official")
+    optimizer = build_optimizer([torch.nn.Parameter(torch.zeros(1))], cfg)
+    scheduler = build_scheduler(optimizer, cfg)
+    lrs = []
+    for val_loss in (1.0, 0.9, *[0.95] * 7):
+        scheduler.step(val_loss)
+        lrs.append(optimizer.param_groups[0]["lr"])
+    assert isinstance(optimizer, torch.optim.Adam) and not isinstance(optimizer, torch.optim.AdamW)
+    assert lrs[:7] == [pytest.approx(1e-4)] * 7 and lrs[7:] == [pytest.approx(1e-5)] * 2
+    torch.manual_seed(0)
+    mask = (torch.rand(2, 1, 40, 40) > 0.6).float()
+    outs = tuple(torch.randn(2, 1, 40, 40) * 2 for _ in range(4))
+    ours = build_loss(cfg.loss, **cfg.loss_options)(outs, mask)
+    assert float(ours) == pytest.approx(float(authors_loss()(outs, mask)), rel=1e-5)
 
 
 def test_authors_validation_loss_by_hand_pooled_over_the_batch():

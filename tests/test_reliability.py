@@ -279,7 +279,19 @@ def test_help_lists_every_command_without_importing_torch():
     assert "torch" not in imported and "polyplib.cli" in imported
     for command in (*cli.OWN_COMMANDS, *cli.COMMAND_SUMMARIES):
         assert f"\n    {command} " in proc.stdout, command
-    assert sorted(cli.COMMAND_SUMMARIES) == sorted(set(cli.COMMAND_SUMMARIES))
+
+
+def test_command_summaries_are_the_commands_their_modules_declare():
+    """`--help` lists an external module's commands from COMMAND_SUMMARIES: they must be what its add_cli adds."""
+    import argparse
+    import importlib
+
+    for module in cli.EXTERNAL_COMMANDS:
+        sub = argparse.ArgumentParser().add_subparsers()
+        importlib.import_module(module).add_cli(sub)
+        summarized = {name for name, (owner, _) in cli.COMMAND_SUMMARIES.items() if owner == module}
+        assert summarized in (set(), set(sub.choices)), module
+    assert not set(cli.OWN_COMMANDS) & set(cli.COMMAND_SUMMARIES)
 
 
 def test_train_help_defaults_are_trainconfig_defaults(capsys):

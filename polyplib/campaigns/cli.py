@@ -25,23 +25,10 @@ def _context(args: argparse.Namespace):
 def _settings(args: argparse.Namespace, tests: str | None = None):
     from polyplib.campaigns.present import configure
     from polyplib.campaigns.profiles import profile_settings
+    from polyplib.engine.config import parse_pairs
 
-    settings = profile_settings(args.profile, data_root=args.root, **_overrides(args.set or []))
+    settings = profile_settings(args.profile, data_root=args.root, **parse_pairs(args.set or [], example="epochs=1"))
     return configure(settings, tests or args.tests, scratch=args.from_scratch)
-
-
-def _overrides(pairs: list[str]) -> dict:
-    """`--set NAME=VALUE` profile settings (VALUE as JSON, else a string), e.g. epochs=1, seeds=[0]."""
-    out = {}
-    for pair in pairs:
-        name, sep, text = pair.partition("=")
-        if not sep or not name:
-            raise ConfigError(f"--set {pair!r}: expected NAME=VALUE, e.g. --set epochs=1")
-        try:
-            out[name] = json.loads(text)
-        except json.JSONDecodeError:
-            out[name] = text
-    return out
 
 
 def _campaigns(args: argparse.Namespace, tests: str | None = None):

@@ -155,19 +155,27 @@ def parse_value(text: str) -> Any:
         return text
 
 
-def apply_overrides(config: TrainConfig, items: list[str]) -> TrainConfig:
-    """Apply `key=value` strings; `model_options.variant=official` sets one key of a dict option."""
-    updates: dict[str, Any] = {}
+def parse_pairs(items: list[str], option: str = "--set", example: str = "image_size=128") -> dict[str, Any]:
+    """`key=value` strings as a dict (values by `parse_value`, the last of a repeated key kept); a string without a key
+    and `=` is a ConfigError naming `option`."""
+    pairs: dict[str, Any] = {}
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key:
-            raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set image_size=128")
+            raise ConfigError(f"{option} {item!r}: expected key=value, e.g. {option} {example}")
+        pairs[key] = parse_value(raw)
+    return pairs
+
+
+def apply_overrides(config: TrainConfig, items: list[str]) -> TrainConfig:
+    """Apply `key=value` strings; `model_options.variant=official` sets one key of a dict option."""
+    updates: dict[str, Any] = {}
+    for key, value in parse_pairs(items).items():
         head, _, sub = key.partition(".")
-        value = parse_value(raw)
         if sub:
             current = updates.get(head, getattr(config, head, None))
             if not isinstance(current, dict):
-                raise ConfigError(f"--set {item!r}: {head} is not a dict option")
+                raise ConfigError(f"--set {key}=...: {head} is not a dict option")
             updates[head] = {**current, sub: value}
         else:
             updates[key] = value

@@ -26,7 +26,7 @@ def load_sam(spec: str, allow_scratch: bool = False, device: str = "cpu") -> Pol
 
 def cmd_cascade(args: argparse.Namespace) -> int:
     """Evaluate Polyp-SAM prompted by GT boxes, by a detector's boxes (--detector), and under box jitter (--jitter)."""
-    from polyplib.engine.config import parse_value
+    from polyplib.engine.config import parse_pairs
     from polyplib.engine.evaluate import load_trained_model
     from polyplib.sam.cascade import box_robustness, evaluate_sam
 
@@ -34,12 +34,7 @@ def cmd_cascade(args: argparse.Namespace) -> int:
     if not args.detector:
         print("polyplib cascade: no --detector given, so SAM is prompted with ground-truth boxes only (no cascade "
               "result); pass --detector CHECKPOINT for boxes from a trained model", file=sys.stderr)
-    dataset_options = {}
-    for item in args.dataset_option:
-        key, sep, raw = item.partition("=")
-        if not sep:
-            raise ConfigError(f"--dataset-option {item!r}: expected key=value, e.g. n=20")
-        dataset_options[key] = parse_value(raw)
+    dataset_options = parse_pairs(args.dataset_option, "--dataset-option", "n=20")
     options = dict(root=args.root, split=args.split, protocol=args.protocol, image_size=args.image_size,
                    batch_size=args.batch_size, device=args.device, progress=not args.json,
                    dataset_options=dataset_options, overlays=not args.no_overlays)
