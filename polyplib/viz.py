@@ -110,12 +110,13 @@ def prediction_rows(images: Sequence[Any], masks: Sequence[Any], probs: Mapping[
 
 
 def curves(history: pd.DataFrame | Sequence[Mapping[str, float]], x: str = "epoch",
-           groups: Mapping[str, Sequence[str]] | None = None) -> Figure:
-    """Training curves: one panel per group of columns (default: every `*loss*` column, then every other metric)."""
+           groups: Mapping[str, Sequence[str]] | None = None, by: str | None = None) -> Figure:
+    """Training curves: one panel per group of columns (default: every `*loss*` column, then every other metric); with
+    `by`, one line per value of that column: the mean over its rows at each `x` (e.g. seeds), ± sd shaded."""
     frame = pd.DataFrame(history)
-    if x not in frame:
-        raise ConfigError(f"history has no column {x!r}; columns are {list(frame.columns)}")
-    numeric = [c for c in frame.columns if c != x and pd.api.types.is_numeric_dtype(frame[c])]
+    if x not in frame or (by is not None and by not in frame):
+        raise ConfigError(f"history has no column {x if x not in frame else by!r}; columns are {list(frame.columns)}")
+    numeric = [c for c in frame.columns if c not in (x, by) and pd.api.types.is_numeric_dtype(frame[c])]
     if groups is None:
         losses = [c for c in numeric if "loss" in c]
         groups = {"loss": losses, "metrics": [c for c in numeric if c not in losses]}
@@ -126,7 +127,14 @@ def curves(history: pd.DataFrame | Sequence[Mapping[str, float]], x: str = "epoc
     fig, axes = plt.subplots(1, len(groups), figsize=(4.2 * len(groups), 3), squeeze=False)
     for ax, (name, cols) in zip(axes.flat, groups.items()):
         for col in cols:
-            ax.plot(frame[x], frame[col], marker="o", markersize=3, label=col)
+            if by is None:
+                ax.plot(frame[x], frame[col], marker="o", markersize=3, label=col)
+                continue
+            for value, part in frame.groupby(by, sort=False):
+                stats = part.groupby(x)[col].agg(["mean", "std"]).fillna(0.0)
+                label = str(value) if len(cols) == 1 else f"{value} {col}"
+                ax.plot(stats.index, stats["mean"], marker="o", markersize=2, label=label)
+                ax.fill_between(stats.index, stats["mean"] - stats["std"], stats["mean"] + stats["std"], alpha=0.2)
         ax.set_xlabel(x)
         ax.set_title(name)
         ax.legend(fontsize=8)
@@ -271,18 +279,6 @@ def mean_sd_table(frame: pd.DataFrame, by: str | Sequence[str], metrics: Sequenc
                   for a, b, n in zip(mean, sd, count)]
     out["seeds"] = stats[(metrics[0], "count")].astype(int)
     return out.reset_index()
-
-
-def paper_vs_ours(paper: pd.DataFrame, ours: pd.DataFrame, on: Sequence[str], metrics: Sequence[str]) -> pd.DataFrame:
-    """Published and reproduced numbers side by side (`<metric> paper`, `<metric> ours`, `<metric> Δ`) on the keys `on`."""
-    for name, frame in (("paper", paper), ("ours", ours)):
-        missing = [c for c in [*on, *metrics] if c not in frame.columns]
-        if missing:
-            raise ConfigError(f"{name} table lacks columns {missing}; columns are {list(frame.columns)}")
-    merged = paper[[*on, *metrics]].merge(ours[[*on, *metrics]], on=list(on), how="left", suffixes=(" paper", " ours"))
-    for m in metrics:
-        merged[f"{m} Δ"] = merged[f"{m} ours"] - merged[f"{m} paper"]
-    return merged[[*on, *[f"{m} {s}" for m in metrics for s in ("paper", "ours", "Δ")]]]
 
 
 def distribution(frame: pd.DataFrame, column: str, by: str, title: str | None = None, bins: int = 20) -> Figure:

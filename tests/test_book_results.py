@@ -293,3 +293,11 @@ def test_mixed_model_cross_check_recovers_the_difference_with_crossed_run_and_un
     low, high = (float(x) for x in row["95% CI (Wald)"].strip("[]").split(","))
     assert low < 0.1 < high and row["Wald p"] < 0.05
     assert table.loc["GMSRF-Net − U-Net++", "Wald p"] > 0.05
+
+
+def test_learning_curves_average_the_seeds_of_each_model(stored_lite):
+    view = book.stored("lite", "cross-dataset", stored_lite)
+    fig = book.learning_curves(view)
+    assert [ax.get_title() for ax in fig.axes] == ["train loss", "val dice"]
+    assert [line.get_label() for line in fig.axes[1].lines] == ["GMSRF-Net", "U-Net", "U-Net++"]
+    assert all(list(line.get_xdata()) == [1] and list(line.get_ydata()) == [0.5] for line in fig.axes[1].lines)

@@ -97,6 +97,9 @@ def test_a_non_finite_output_names_the_image_and_writes_no_metrics(tmp_path):
 def test_pick_examples_orders_by_dice():
     picks = pick_examples(pd.DataFrame({"dice": [0.5, 0.9, 0.1, 0.7]}))
     assert picks == {"best": 1, "median": 3, "worst": 2}
+    tied = pd.DataFrame({"dice": [0.5, 0.5, 0.5], "id": ["c", "a", "b"]})
+    assert pick_examples(tied) == {"best": 2, "median": 1, "worst": 0}  # ties in row order
+    assert pick_examples(tied, tiebreak="id") == {"best": 0, "median": 2, "worst": 1}  # ties by id
 
 
 def _checkpoint(tmp_path):

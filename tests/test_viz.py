@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from polyplib import viz
-from polyplib.errors import ConfigError, PolypError
+from polyplib.errors import ConfigError
 
 
 @pytest.fixture(autouse=True)
@@ -80,6 +80,19 @@ def test_curves_groups_losses_and_metrics():
         viz.curves(hist, groups={"x": ["nope"]})
 
 
+def test_curves_by_group_plot_the_mean_over_seeds_with_its_sd():
+    hist = [{"model": m, "seed": s, "epoch": e, "train_loss": base + s + e}
+            for m, base in (("a", 0.0), ("b", 10.0)) for s in (0, 2) for e in (1, 2)]
+    fig = viz.curves(hist, groups={"train loss": ["train_loss"]}, by="model")
+    lines = fig.axes[0].lines
+    assert [line.get_label() for line in lines] == ["a", "b"] and fig.axes[0].get_title() == "train loss"
+    assert np.allclose(lines[0].get_ydata(), [2.0, 3.0]) and np.allclose(lines[1].get_ydata(), [12.0, 13.0])
+    band = fig.axes[0].collections[0].get_paths()[0].vertices[:, 1]
+    assert np.isclose(band.min(), 2.0 - np.sqrt(2)) and np.isclose(band.max(), 3.0 + np.sqrt(2))
+    with pytest.raises(ConfigError, match="no column 'centre'"):
+        viz.curves(hist, by="centre")
+
+
 def test_feature_and_attention_maps():
     fig = viz.feature_maps(torch.rand(1, 12, 8, 8), n=5)
     assert sum(ax.get_visible() for ax in fig.axes) == 5
@@ -136,17 +149,6 @@ def test_styled_table_is_deterministic_html_with_highlight():
     assert "0.812" in first and "0.81234" not in first
     assert "Table I (smoke)" in first and "font-weight: bold" in first
     assert repr(viz.styled_table(frame)).startswith("<IPython.core.display.HTML")
-
-
-def test_paper_vs_ours_differences():
-    paper = pd.DataFrame({"method": ["GMSRF-Net", "U-Net"], "dsc": [0.9263, 0.8629]})
-    ours = pd.DataFrame({"method": ["GMSRF-Net"], "dsc": [0.9]})
-    out = viz.paper_vs_ours(paper, ours, on=["method"], metrics=["dsc"])
-    assert list(out.columns) == ["method", "dsc paper", "dsc ours", "dsc Δ"]
-    assert out.loc[0, "dsc Δ"] == pytest.approx(0.9 - 0.9263)
-    assert np.isnan(out.loc[1, "dsc ours"])
-    with pytest.raises(PolypError, match="ours table lacks columns \\['dsc'\\]"):
-        viz.paper_vs_ours(paper, ours.rename(columns={"dsc": "dice"}), on=["method"], metrics=["dsc"])
 
 
 def test_distribution_one_histogram_per_group():

@@ -6,11 +6,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from polyplib import viz
-from polyplib.atomic import atomic_write
+from polyplib.atomic import atomic_write, write_json_atomic
 from polyplib.book.results import RESULTS_DIR, stored
 from polyplib.campaigns import MODEL_LABELS, default_work
-from polyplib.atomic import write_json_atomic
 from polyplib.errors import ConfigError
 
 
@@ -21,12 +22,14 @@ def figure_dir(profile: str, results_dir: str | Path | None = None) -> Path:
 
 def pick_frames(result: dict[str, Any], test: str, metric: str = "dice") -> dict[str, str]:
     """Ids of the best, median and worst image of a stored run on one test set, by its per-image `metric`."""
+    from polyplib.engine.evaluate import pick_examples
+
     entry = next((e for e in result["tests"] if e["key"] == test and e["prompt"] == "none"), None)
     if entry is None:
         raise ConfigError(f"run {result['run_id']} has no scores on {test!r}")
-    order = sorted(range(entry["n"]), key=lambda i: (entry["per_image"][metric][i], entry["per_image"]["id"][i]))
     ids = entry["per_image"]["id"]
-    return {"best": ids[order[-1]], "median": ids[order[len(order) // 2]], "worst": ids[order[0]]}
+    scores = pd.DataFrame({metric: entry["per_image"][metric], "id": ids})
+    return {name: ids[pos] for name, pos in pick_examples(scores, metric, tiebreak="id").items()}
 
 
 def _seed0(view, model: str) -> dict[str, Any] | None:

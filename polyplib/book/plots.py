@@ -26,23 +26,13 @@ def gap_figure(frame: pd.DataFrame, metric: str = "dice", by: str = "model"):
 
 def learning_curves(view: CampaignView, metric: str = "val_dice", by: str = "model"):
     """Training loss and the validation metric per epoch (source validation split), mean ± sd over seeds."""
-    import matplotlib.pyplot as plt
+    from polyplib import viz
 
     rows = [{by: r["spec"]["labels"].get(by), "seed": r["spec"]["labels"].get("seed"), **row}
             for r in view.results for row in r["train"]["history"] if metric in row]
     frame = pd.DataFrame(rows)
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
-    for ax, column in zip(axes, ("train_loss", metric)):
-        for name, part in frame.groupby(by, sort=False):
-            stats = part.groupby("epoch")[column].agg(["mean", "std"]).fillna(0.0)
-            x = stats.index + 1
-            ax.plot(x, stats["mean"], marker="o", markersize=2, label=str(name))
-            ax.fill_between(x, stats["mean"] - stats["std"], stats["mean"] + stats["std"], alpha=0.2)
-        ax.set_xlabel("epoch")
-        ax.set_title(column.replace("_", " "))
-    axes[1].legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+    return viz.curves(frame.assign(epoch=frame["epoch"] + 1), groups={c.replace("_", " "): [c] for c in
+                                                                      ("train_loss", metric)}, by=by)
 
 
 def jitter_figure(frame: pd.DataFrame):

@@ -173,7 +173,3 @@ def get_campaigns(profile: str | BookProfile, names: list[str] | tuple[str, ...]
         raise ConfigError(f"unknown campaign(s) {', '.join(unknown)} for profile {pname!r}; "
                           f"choose from {', '.join(declared)}")
     return [declared[n] for n in names] if names else list(declared.values())
-
-
-def profile_names() -> list[str]:
-    return list(PROFILES)

@@ -5,7 +5,6 @@ import contextlib
 import dataclasses
 import fcntl
 import hashlib
-import json
 import os
 import tempfile
 import time
@@ -270,8 +269,9 @@ def _round_row(row: dict[str, Any]) -> dict[str, Any]:
 
 def train_log(work: str | Path, run_id: str) -> list[dict[str, Any]]:
     """The rows of a run's training log in its work folder (none when it has not started)."""
-    log = work_dir(work, run_id) / "train" / "log.jsonl"
-    return [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.is_file() else []
+    from polyplib.engine.history import read_log
+
+    return read_log(work_dir(work, run_id) / "train" / "log.jsonl")
 
 
 def epochs_done(work: str | Path, run_id: str) -> int:

@@ -258,9 +258,10 @@ def evaluate(model: nn.Module | str | Path | None, dataset: str, *, out_dir: str
     return EvalResult(table, summary, files)
 
 
-def pick_examples(table: pd.DataFrame, key: str = "dice") -> dict[str, int]:
-    """Row positions of the best, median and worst image by `key`."""
-    order = table[key].to_numpy().argsort(kind="stable")
+def pick_examples(table: pd.DataFrame, key: str = "dice", tiebreak: str | None = None) -> dict[str, int]:
+    """Row positions of the best, median and worst image by `key` (ties: by column `tiebreak`, else row order)."""
+    second = table[tiebreak].astype(str).to_numpy() if tiebreak else np.arange(len(table))
+    order = np.lexsort((second, table[key].to_numpy()))
     return {"best": int(order[-1]), "median": int(order[len(order) // 2]), "worst": int(order[0])}
 
 
