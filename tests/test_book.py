@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from polyplib import book, paper_results
+from polyplib.campaigns.profiles import PROFILES
 from polyplib.errors import ConfigError, DataError
 
 
@@ -23,7 +24,7 @@ def test_profiles_smoke_is_cpu_synthetic_lite_is_cpu_real_and_full_uses_real_dat
 
 def test_profile_overrides_none_keeps_default_and_lists_become_tuples():
     s = book.profile_settings("smoke", image_size=None, epochs=1, seeds=[3, 4], data_root="/data")
-    assert s.image_size == book.PROFILES["smoke"].image_size
+    assert s.image_size == PROFILES["smoke"].image_size
     assert s.epochs == 1 and s.seeds == (3, 4) and s.data_root == "/data"
     with pytest.raises(ConfigError, match="unknown book profile 'fast'"):
         book.profile_settings("fast")
@@ -102,7 +103,7 @@ def test_execute_notebooks_injects_the_profile(tmp_path):
     book.execute_notebooks("smoke", ["01_tiny"], out_dir=src, src_dir=src)
     again = nbformat.read(src / "01_tiny.ipynb", as_version=4)
     assert len(again.cells) == 2 and "papermill" not in again.metadata
-    assert again.cells[-1].outputs[0]["text"] == f"smoke {book.PROFILES['smoke'].image_size}\n"
+    assert again.cells[-1].outputs[0]["text"] == f"smoke {PROFILES['smoke'].image_size}\n"
     with pytest.raises(ConfigError, match="notebook .*02_missing.ipynb not found"):
         book.execute_notebooks("smoke", ["02_missing"], out_dir=tmp_path / "out", src_dir=src)
 

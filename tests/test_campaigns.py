@@ -11,7 +11,7 @@ import pytest
 
 from polyplib.campaigns import (Campaign, Context, RunSpec, Store, campaigns, execute, plan, provenance_table,
                                run_campaigns, work_dir)
-from polyplib.book.profiles import profile_settings
+from polyplib.campaigns.profiles import profile_settings
 from polyplib.book.results import CampaignView
 from polyplib.book.results import failures as book_failures
 from polyplib.campaigns.runner import parse_budget

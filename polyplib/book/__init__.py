@@ -10,7 +10,7 @@ from polyplib.book.architecture import (
 from polyplib.book.data import dataset_key, dataset_overview, dataset_statistics, load, samples, split_sizes
 from polyplib.book.figures import pick_frames, render_figures, show_figure
 from polyplib.book.experiments import RECIPE_FIELDS, load_model, predict, recipe_table
-from polyplib.book.profiles import PROFILES, REPO_ROOT, BookProfile, profile_settings, setup_notebook
+from polyplib.book.profiles import REPO_ROOT, setup_notebook
 from polyplib.book.analysis import Verdict, comparisons, gap_table, image_means, interval_table, report_card
 from polyplib.book.plots import gap_figure, jitter_figure, learning_curves
 from polyplib.book.reports import (
@@ -24,9 +24,10 @@ from polyplib.book.results import (
 from polyplib.book.runner import NOTEBOOKS, add_cli, build_html, execute_notebooks, run_book, stage_book
 from polyplib.book.sam import describe_sam, sam_label
 from polyplib.campaigns.declared import model_options
+from polyplib.campaigns.profiles import profile_settings
 
 __all__ = [
-    "PROFILES", "REPO_ROOT", "RESULTS_DIR", "STORED_PROFILES", "NOTEBOOKS", "BookProfile", "profile_settings",
+    "REPO_ROOT", "RESULTS_DIR", "STORED_PROFILES", "NOTEBOOKS", "profile_settings",
     "setup_notebook", "dataset_key", "load", "split_sizes", "dataset_overview", "samples", "dataset_statistics",
     "RECIPE_FIELDS", "recipe_table", "load_model", "predict", "model_options",
     "GMSRF_COLUMNS", "PRANET_COLUMNS", "SAM_COLUMNS", "CampaignView", "campaign", "stored", "stored_views",

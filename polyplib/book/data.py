@@ -6,7 +6,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from polyplib.book.profiles import BookProfile
+from polyplib.campaigns.profiles import BookProfile
 from polyplib.campaigns.profiles import dataset_key
 from polyplib.errors import ConfigError
 

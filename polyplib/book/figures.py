@@ -56,7 +56,7 @@ def render_figures(profile: str, *, data_root: str | None = None, results_dir: s
     from polyplib.book.architecture import trace_gmsrf
     from polyplib.book.data import load
     from polyplib.book.experiments import load_model, predict
-    from polyplib.book.profiles import profile_settings
+    from polyplib.campaigns.profiles import profile_settings
 
     settings = profile_settings(profile, data_root=data_root)
     view = stored(profile, "cross-dataset", results_dir)

@@ -1,4 +1,4 @@
-"""The book's profiles (declared in `polyplib.campaigns.profiles`) and the notebook setup."""
+"""The notebook setup of a chapter for its profile (the profiles are declared in `polyplib.campaigns.profiles`)."""
 from __future__ import annotations
 
 import os
@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from polyplib import viz
-from polyplib.campaigns.profiles import PROFILES, BookProfile, profile_settings
+from polyplib.campaigns.profiles import BookProfile
 from polyplib.errors import ConfigError
 
-__all__ = ["PROFILES", "REPO_ROOT", "BookProfile", "profile_settings", "setup_notebook"]
+__all__ = ["REPO_ROOT", "setup_notebook"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -10,9 +10,10 @@ from typing import Any
 
 import pandas as pd
 
-from polyplib.book.profiles import REPO_ROOT, BookProfile, profile_settings
+from polyplib.book.profiles import REPO_ROOT
 from polyplib.campaigns import Campaign, Context, Store, coverage, get_campaigns, result_rows, run_campaigns
 from polyplib.campaigns.collect import missing_runs, recipe_name, short_commit
+from polyplib.campaigns.profiles import BookProfile, profile_settings
 from polyplib.campaigns.runner import select
 from polyplib.errors import ConfigError
 

@@ -9,7 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-from polyplib.book.profiles import PROFILES, REPO_ROOT, profile_settings
+from polyplib.book.profiles import REPO_ROOT
+from polyplib.campaigns.profiles import PROFILES, profile_settings
 from polyplib.errors import ConfigError, DataError, DivergenceError, PolypError, WeightsError
 
 NOTEBOOKS = (

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from polyplib.book.profiles import BookProfile
+from polyplib.campaigns.profiles import BookProfile
 
 
 def sam_label(settings: BookProfile) -> str:

@@ -119,7 +119,7 @@ PROFILES: dict[str, BookProfile] = {
         sam_recipe={"epochs": 30, "batch_size": 1, "grad_accum": 8, "warmup_epochs": 3, "lr": 1e-4,
                     "warmup_start_lr": 1e-5, "min_lr": 1e-6, "precision": "auto", "workers": 0},
         ablation_seeds=1,  # 7 GMSRF-Net variants x 1 seed fit the 6-hour CPU budget (2 seeds: about 8.5 h)
-        precision_seeds=3,  # one fp32 seed differed beyond bf16's seed sd on Kvasir-SEG: compare three with three
+        precision_seeds=3,  # three fp32 seeds against three bf16 ones: one seed cannot tell precision from seed noise
         convergence=Convergence(("gmsrf", "unet"), {"epochs": 20, "precision": "fp32", "channels_last": False,
                                                     **CONVERGENCE_SCHEDULE}, (5, 10, 15), LITE_CONVERGENCE_TIMING),
         description="CPU, real Kvasir-SEG -> CVC-ColonDB at 128x128, every model from scratch, the GMSRF paper "

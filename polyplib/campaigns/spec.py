@@ -15,16 +15,16 @@ SPEC_FORMAT = "polyplib-run-v1"
 KINDS = ("segmentation", "polyp-sam")
 # TrainConfig fields that never change the numbers, so they are not part of a run's identity
 NOT_HASHED = ("root", "out_dir", "progress", "workers", "device", "save_every_steps", "recipe")  # recipe: a label
-# the TrainConfig options of format v1: always part of a run's identity; an option added later is left out of it
-# while it holds its default, so that stored results stay valid when the new option keeps the old behaviour
+# the TrainConfig options every run id hashes; any other option is hashed only when it differs from its default, so an
+# option whose default keeps the numbers as they were leaves every stored run id valid
 V1_OPTIONS = ("model", "model_options", "dataset", "protocol", "train_split", "val_split", "dataset_options",
               "image_size", "augment", "batch_size", "epochs", "lr", "optimizer", "weight_decay", "schedule",
               "plateau_patience", "plateau_factor", "warmup_epochs", "warmup_start_lr", "min_lr", "grad_accum",
               "clip_value", "clip_norm", "precision", "channels_last", "compile", "loss", "loss_options", "select",
               "seed", "deterministic", "val_every", "max_steps_per_epoch")
 
-# the options of a cascade detector's spec when Polyp-SAM results first nested it in their prompts: that nested config
-# is hashed whole, so an option added since appears in it only when it differs from its default (`RunSpec.nested_dict`)
+# the options a cascade detector's config always carries when a Polyp-SAM run nests it in its prompts; that config is
+# hashed whole, so any other option appears in it only when it differs from its default (`RunSpec.nested_dict`)
 NESTED_OPTIONS = (*V1_OPTIONS, "val_loss")
 
 
@@ -94,7 +94,7 @@ class RunSpec:
         return {**self.identity(), "config": dict(self.config), "labels": dict(self.labels)}
 
     def nested_dict(self) -> dict[str, Any]:
-        """`to_dict` as another run nests it (a cascade detector in a Polyp-SAM run's prompts), options added since
+        """`to_dict` as another run nests it (a cascade detector in a Polyp-SAM run's prompts), options outside
         `NESTED_OPTIONS` left out while they hold their default, so that the nesting run keeps its id."""
         defaults = _defaults()
         config = {k: v for k, v in self.config.items() if k in NESTED_OPTIONS or v != defaults.get(k, _MISSING)}
@@ -130,7 +130,7 @@ class RunSpec:
     def equivalents(self) -> list["RunSpec"]:
         """This spec and every explicit recipe it resolves to on some machine (`MACHINES`): a stored result of any of
         them fulfils this run. With channels_last=None, also each precision with channels-last left to the trainer
-        (how results were stored before precision=auto was resolved at run time)."""
+        (a stored result may name its precision alone)."""
         forms = [self]
         for machine in MACHINES:
             explicit = self.resolved_on(*machine)
