@@ -260,6 +260,13 @@ TRAIN_DEFAULTS = {"model": "gmsrf", "dataset": "kvasir-seg", "root": None, "prot
                   "seed": 0, "workers": 0, "precision": "auto"}
 
 
+def _device_progress_json(p: argparse.ArgumentParser) -> None:
+    """The options of a command that runs a model: where, quietly or not, and its output for machines."""
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
+
+
 def _own_commands(sub: argparse._SubParsersAction) -> None:
     """The parsers of this module's commands."""
     p = sub.add_parser("datasets", help="datasets present under the data root; `datasets download NAME`; "
@@ -320,9 +327,7 @@ def _own_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--save-predictions", action="store_true", help="probability PNGs at the original resolution")
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="dataset options, e.g. n=16 (synthpolyp)")
     p.add_argument("--no-overlays", action="store_true", help="skip the best/median/worst overlay figure")
-    p.add_argument("--device", default="auto", help=DEVICE_HELP)
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--json", action="store_true", help=JSON_HELP)
+    _device_progress_json(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", help="mask PNGs for a folder of images (never written over an input)")
@@ -332,9 +337,7 @@ def _own_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace masks that OUT already holds")
     p.add_argument("--image-size", type=int, default=None, help="model input size (default: the training size)")
     p.add_argument("--threshold", type=float, default=0.5, help="probability above which a pixel is polyp")
-    p.add_argument("--device", default="auto", help=DEVICE_HELP)
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--json", action="store_true", help=JSON_HELP)
+    _device_progress_json(p)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("describe", help="parameters, FLOPs and output shapes of a model")
