@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from polyplib.campaigns.profiles import PROFILES, BookProfile, Timing, dataset_key, profile_settings, test_split
+from polyplib.campaigns.profiles import BookProfile, Timing, dataset_key, profile_settings, test_split
 from polyplib.campaigns.spec import RunSpec, eval_set
 from polyplib.errors import ConfigError
 
