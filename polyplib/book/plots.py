@@ -28,8 +28,8 @@ def learning_curves(view: CampaignView, metric: str = "val_dice", by: str = "mod
     """Training loss and the validation metric per epoch (source validation split), mean ± sd over seeds."""
     import matplotlib.pyplot as plt
 
-    rows = [{by: r["spec"]["labels"].get(by), "seed": r["spec"]["labels"].get("seed"), **row}
-            for r in view.results for row in r["train"]["history"] if metric in row]
+    rows = [{by: r.labels.get(by), "seed": r.labels.get("seed"), **row}
+            for r in view.results for row in r.train.history if metric in row]
     frame = pd.DataFrame(rows)
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
     for ax, column in zip(axes, ("train_loss", metric)):
