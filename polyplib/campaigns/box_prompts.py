@@ -2,6 +2,7 @@
 unchanged, so run ids stay) and evaluates a fine-tuned model with its own prediction function."""
 from __future__ import annotations
 
+import abc
 import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -12,18 +13,19 @@ if TYPE_CHECKING:
 from polyplib.campaigns.spec import RunSpec
 
 
-class BoxPrompt:
+class BoxPrompt(abc.ABC):
     """One prompt of a Polyp-SAM run: `name` keys its test entries, `record` is stored beside their scores."""
 
     name: str
     record: dict[str, Any] | None = None
 
+    @abc.abstractmethod
     def to_dict(self) -> dict[str, Any]:
-        raise NotImplementedError
+        """The prompt's entry of `RunSpec.prompts` (part of the run id)."""
 
+    @abc.abstractmethod
     def evaluate(self, sam: "nn.Module", dataset: str, out_dir: Path, *, device: str, **options: Any):
         """`engine.evaluate`'s result of `sam` prompted this way on a test set."""
-        raise NotImplementedError
 
 
 @dataclasses.dataclass(frozen=True)
