@@ -99,12 +99,12 @@ def test_paper_table_beside_ours_matches_method_source_and_kind(stored_lite):
 def test_campaign_view_runs_the_smoke_campaign_into_a_temporary_store(tmp_path):
     settings = book.profile_settings("smoke")
     view = book.campaign(settings, "cross-dataset", only="GMSRF-Net*")
-    assert view.coverage() == "1 of 2 runs present" and view.checkpoint(view.results[0]["run_id"]).is_file()
+    assert view.coverage() == "1 of 2 runs present" and view.checkpoint(view.results[0].run_id).is_file()
     assert not (book.RESULTS_DIR / "smoke").exists()
     frame = view.frame
     assert set(frame.test) == {"synthpolyp-A", "synthpolyp-B"}
     assert frame.set_index("test").loc["synthpolyp-B", "n"] == settings.synth_n  # the unseen centre: every frame
-    assert isinstance(book.recipe_table(view.results[0]["spec"]["config"]), pd.DataFrame)
+    assert isinstance(book.recipe_table(view.results[0].spec.config), pd.DataFrame)
 
 
 def test_figures_of_trained_runs_are_stored_with_provenance_and_picked_by_stored_scores(tmp_path):
@@ -115,15 +115,15 @@ def test_figures_of_trained_runs_are_stored_with_provenance_and_picked_by_stored
     results = tmp_path / "results"
     store = Store(results, "smoke", "cross-dataset")
     for result in view.results:  # the live smoke store is temporary: keep its results for the figures
-        store.save(result)
+        store.save(result.to_dict())
     written = book.render_figures("smoke", results_dir=results, work=tmp_path / "work")
     assert [p.name for p in written] == ["qualitative-unseen.png", "cmsa-unseen.png"]
     meta = json.loads(written[0].with_suffix(".json").read_text())
-    gmsrf = next(r for r in view.results if r["spec"]["labels"]["model"] == "GMSRF-Net")
-    entry = next(e for e in gmsrf["tests"] if e["key"] == "synthpolyp-B")
-    scores = dict(zip(entry["per_image"]["id"], entry["per_image"]["dice"]))
+    gmsrf = next(r for r in view.results if r.labels["model"] == "GMSRF-Net")
+    entry = gmsrf.entry("synthpolyp-B")
+    scores = dict(zip(entry.per_image["id"], entry.per_image["dice"]))
     assert scores[meta["ids"]["best"]] == max(scores.values()) and scores[meta["ids"]["worst"]] == min(scores.values())
-    assert meta["runs"]["GMSRF-Net"] == gmsrf["run_id"] and "commit" in meta and meta["test"] == "synthpolyp-B"
+    assert meta["runs"]["GMSRF-Net"] == gmsrf.run_id and "commit" in meta and meta["test"] == "synthpolyp-B"
     assert all(p.stat().st_size < 400_000 for p in written)
     with pytest.raises(book_errors.ConfigError, match="need the stored runs and checkpoints"):
         book.render_figures("smoke", results_dir=results, work=tmp_path / "elsewhere")
@@ -154,8 +154,8 @@ def test_precision_check_is_a_tost_equivalence_test_over_seeds(stored_lite):
     assert worse.tables["summary"].set_index("test").loc["cvc-colondb", "outcome"] == "different"
     for spec in runs:  # fp32 scoring every image exactly as the same bf16 seed did: Δ 0 inside the margin
         bf16 = next(r for r in book.stored("lite", "cross-dataset", stored_lite).results
-                    if (r["spec"]["labels"]["model"], r["spec"]["labels"]["seed"]) == ("GMSRF-Net", spec.labels["seed"]))
-        same = copy.deepcopy(bf16)
+                    if (r.labels["model"], r.labels["seed"]) == ("GMSRF-Net", spec.labels["seed"]))
+        same = copy.deepcopy(bf16.to_dict())
         same.update(run_id=spec.run_id, campaign="precision", spec=spec.to_dict())
         precision.save(same)
     same = check()  # Δ 0, but seeds spread by ~0.014: three a side cannot show |Δ| < 0.02
@@ -210,7 +210,7 @@ def test_polyp_sam_verdicts_wait_for_both_strategies_and_say_when_the_box_beats_
     assert book.analysis.sam_strategy_verdict(book.stored("lite", "polyp-sam", tmp_path)).outcome == "supported"
     unseen = "cvc-colondb"  # full fine-tuning no better than decoder-only on the unseen centre: only partly
     for key in (("full", 0), ("full", 1)):
-        result = store.find(runs[key])
+        result = store.find(runs[key]).to_dict()
         for entry in result["tests"]:
             if entry["key"] == unseen:
                 entry["per_image"]["dice"] = (np.array(entry["per_image"]["dice"]) - 0.2).round(5).tolist()

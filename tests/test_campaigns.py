@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from polyplib.campaigns import (Campaign, Context, RunSpec, Store, campaigns, execute, plan, provenance_table,
-                               run_campaigns, work_dir)
+from polyplib.campaigns import (Campaign, Context, RunResult, RunSpec, Store, campaigns, execute, plan,
+                               provenance_table, run_campaigns, work_dir)
 from polyplib.campaigns.profiles import profile_settings
 from polyplib.book.results import CampaignView
 from polyplib.book.results import failures as book_failures
@@ -38,12 +38,12 @@ def context(tmp_path: Path, name: str) -> Context:
                    threads=1)
 
 
-def numbers(result: dict) -> dict:
+def numbers(result: RunResult) -> dict:
     """What must be identical between two executions of a run (no times, dates or machine)."""
     history = [{k: v for k, v in row.items() if k not in ("images_per_s", "train_time_s", "peak_mem_mb")}
-               for row in result["train"]["history"]]
-    return {"spec": result["spec"], "tests": result["tests"], "history": history,
-            "best": (result["train"]["best_epoch"], result["train"]["best_metric"])}
+               for row in result.train.history]
+    return {"spec": result.spec.to_dict(), "tests": result.tests, "history": history,
+            "best": (result.train.best_epoch, result.train.best_metric)}
 
 
 def stored(ctx: Context, campaign: Campaign) -> dict:
@@ -85,15 +85,15 @@ def test_campaign_completes_and_a_second_call_skips_every_run(tmp_path):
     files = sorted(Path(ctx.store(camp).folder).glob("*.json"))
     assert [f.stem for f in files] == sorted(camp.run_ids())
     result = ctx.store(camp).load(camp.runs[0].run_id)
-    assert {e["key"] for e in result["tests"]} == {"synthpolyp-A", "synthpolyp-B"}
-    unseen = next(e for e in result["tests"] if e["key"] == "synthpolyp-B")
-    assert unseen["n"] == 16 and len(unseen["per_image"]["dice"]) == 16  # unseen centre: every image
-    assert 0 <= unseen["means"]["dice"] <= 1
-    assert abs(sum(unseen["per_image"]["dice"]) / 16 - unseen["means"]["dice"]) < 1e-4
-    prov = result["provenance"]
+    assert {e.key for e in result.tests} == {"synthpolyp-A", "synthpolyp-B"}
+    unseen = result.entry("synthpolyp-B")
+    assert unseen.n == 16 and len(unseen.per_image["dice"]) == 16  # unseen centre: every image
+    assert 0 <= unseen.means["dice"] <= 1
+    assert abs(sum(unseen.per_image["dice"]) / 16 - unseen.means["dice"]) < 1e-4
+    prov = result.provenance.fields
     assert {"commit", "machine", "device", "torch", "date", "wall_s", "images_per_s", "split_sha256"} <= prov.keys()
     assert all(len(h) == 64 for h in prov["split_sha256"].values())
-    assert len(result["train"]["history"]) == 2
+    assert len(result.train.history) == 2
     assert sum(f.stat().st_size for f in files) < 100_000
     again = run_campaigns([camp], ctx, report=lambda _: None)
     assert again["attempted"] == 0 and again["remaining"] == 0
@@ -156,10 +156,10 @@ def test_budget_stops_at_a_checkpoint_and_the_next_call_finishes(tmp_path):
     second = run_campaigns([camp], ctx, report=lambda _: None)
     assert second["counts"] == {"done": 2} and second["remaining"] == 0
     resumed = ctx.store(camp).load(specs[0].run_id)
-    epochs = sum(row["train_time_s"] for row in resumed["train"]["history"])
-    assert len(resumed["train"]["history"]) == 40 and abs(resumed["provenance"]["train_s"] - epochs) < 0.1
+    epochs = sum(row["train_time_s"] for row in resumed.train.history)
+    assert len(resumed.train.history) == 40 and abs(resumed.provenance.train_s - epochs) < 0.1
     table = provenance_table([resumed])  # time of every sitting, not only the one that finished the run
-    assert table.loc[0, "train_s"] == resumed["provenance"]["train_s"] > 0
+    assert table.loc[0, "train_s"] == resumed.provenance.train_s > 0
     clean = context(tmp_path, "clean")
     run_campaigns([camp], clean, report=lambda _: None)
     assert stored(ctx, camp) == stored(clean, camp)
@@ -234,15 +234,15 @@ def test_a_cascade_result_records_the_training_of_the_detector_that_drew_its_box
     detector = spec.detectors()[0]
     log = [json.loads(line) for line in
            (work_dir(tmp_path / "w", detector.run_id) / "train" / "log.jsonl").read_text().splitlines()]
-    cascades = [e for e in store.load(spec.run_id)["tests"] if e["prompt"] == "cascade"]
+    cascades = [e for e in store.load(spec.run_id).tests if e.prompt == "cascade"]
     assert len(cascades) == len(spec.tests)
     for entry in cascades:
-        record = entry["detector"]
-        assert record["run_id"] == detector.run_id and record["select"] == "dice"
-        assert abs(record["best_metric"] - max(row["val_dice"] for row in log)) < 1e-6
-        assert record["train_s"] == pytest.approx(sum(row["train_time_s"] for row in log), abs=0.1)
-    others = [e for e in store.load(spec.run_id)["tests"] if e["prompt"] != "cascade"]
-    assert others and not any("detector" in e for e in others)
+        record = entry.detector
+        assert record.run_id == detector.run_id and record.select == "dice"
+        assert abs(record.best_metric - max(row["val_dice"] for row in log)) < 1e-6
+        assert record.train_s == pytest.approx(sum(row["train_time_s"] for row in log), abs=0.1)
+    others = [e for e in store.load(spec.run_id).tests if e.prompt != "cascade"]
+    assert others and not any(e.detector for e in others)
 
 
 def test_truncated_or_foreign_result_file_is_named_in_one_line(tmp_path):
@@ -341,8 +341,8 @@ def test_a_run_whose_model_outputs_nan_at_evaluation_fails_in_one_line_and_the_c
     store, bad = ctx.store(camp), camp.runs[0]
     assert not store.has(bad.run_id) and store.has(camp.runs[1].run_id)
     record = store.failure(bad)  # why it is missing, with the epoch it trained, for the book
-    assert record["reason"] == failed["detail"] and [row["epoch"] for row in record["history"]] == [0]
-    assert record["spec"] == bad.resolved("cpu").to_dict() and store.failure(camp.runs[1]) is None
+    assert record.reason == failed["detail"] and [row["epoch"] for row in record.history] == [0]
+    assert record.spec.to_dict() == bad.resolved("cpu").to_dict() and store.failure(camp.runs[1]) is None
     view = CampaignView(profile_settings("smoke"), camp, store.results_for(camp.runs),
                         failures=book_failures(store, camp.runs))
     assert view.missing_text() == (f" Missing runs, failed: U-Net (original) seed 0 (**diverged**: {failed['detail']}).")
@@ -368,7 +368,7 @@ def test_precision_auto_is_stored_as_this_machine_resolves_it_and_any_resolution
     assert run_campaigns([camp], ctx, report=lambda _: None)["counts"] == {"done": 1}
     store = ctx.store(camp)
     assert [p.stem for p in store.folder.glob("*.json")] == [fp32.run_id]
-    config = store.load(fp32.run_id)["spec"]["config"]
+    config = store.load(fp32.run_id).spec.config
     assert (config["precision"], config["channels_last"]) == ("fp32", False)
     monkeypatch.setattr(trainer, "native_bf16_cpu", lambda: True)  # where bf16 is native: fulfilled, not re-run
     assert plan([camp], ctx, cost=False)[0]["status"] == "done"
@@ -376,15 +376,15 @@ def test_precision_auto_is_stored_as_this_machine_resolves_it_and_any_resolution
     assert store.find(tiny_spec(0, epochs=1, precision="bf16", channels_last=True)) is None
     legacy = RunSpec(bf16.kind, {**bf16.config, "channels_last": None}, bf16.tests, labels=bf16.labels)
     other = Store(tmp_path / "legacy", "test", "tiny")  # stored before auto was resolved: channels-last left open
-    other.save({**store.load(fp32.run_id), "run_id": legacy.run_id, "spec": legacy.to_dict()})
-    assert other.find(auto)["run_id"] == legacy.run_id
+    other.save({**store.load(fp32.run_id).to_dict(), "run_id": legacy.run_id, "spec": legacy.to_dict()})
+    assert other.find(auto).run_id == legacy.run_id
 
 
 def test_every_committed_result_fulfils_a_declared_run():
     for profile in ("lite", "full"):
         for name, camp in campaigns(profile).items():
             store = Store(REPO / "results", profile, name)
-            assert {r["run_id"] for r in store.results_for(camp.runs)} == {r["run_id"] for r in store.results()}, name
+            assert {r.run_id for r in store.results_for(camp.runs)} == {r.run_id for r in store.results()}, name
 
 
 def test_every_committed_result_keeps_its_run_id():
@@ -415,15 +415,15 @@ def test_convergence_runs_store_test_points_at_their_epochs(tmp_path):
     assert run_campaigns([camp], ctx, report=lambda _: None)["counts"] == {"done": 2}
     for spec in camp.runs:
         result = ctx.store(camp).load(spec.run_id)
-        points = {p["epoch"]: p["tests"] for p in result["tests_at_epoch"]}
-        assert list(points) == [1, 2] and not any("per_image" in e for tests in points.values() for e in tests)
-        best = result["train"]["best_epoch"]
-        assert [e["means"] for e in points[best]] == [e["means"] for e in result["tests"]]  # reused, not redone
+        points = {p.epoch: p.tests for p in result.tests_at_epoch}
+        assert list(points) == [1, 2] and not any(e.per_image for tests in points.values() for e in tests)
+        best = result.train.best_epoch
+        assert [e.means for e in points[best]] == [e.means for e in result.tests]  # reused, not redone
         model = load_trained_model(work_dir(ctx.work, spec.run_id) / "train" / "last.pt")[0]  # epoch 2's weights
         unseen = next(t for t in spec.tests if t["key"] == "synthpolyp-B")
         direct = evaluate(model, "synthpolyp", out_dir=tmp_path / spec.run_id, image_size=64, overlays=False,
                           progress=False, device="cpu", dataset_options=unseen["options"]).summary["means"]["dice"]
-        assert next(e for e in points[2] if e["key"] == "synthpolyp-B")["means"]["dice"] == pytest.approx(direct,
+        assert next(e for e in points[2] if e.key == "synthpolyp-B").means["dice"] == pytest.approx(direct,
                                                                                                       abs=1e-6)
     lines = _cli("plan", "lite", "convergence", "--results", str(tmp_path / "r"), "--root", str(tmp_path)).stdout
     timing = lite.timing

@@ -11,7 +11,7 @@ from polyplib import cli
 from polyplib.campaigns import Context, Store, campaigns, execute
 from polyplib.campaigns.integrity import inconsistency
 from polyplib.campaigns.runner import status
-from polyplib.campaigns.store import StoreWarning
+from polyplib.campaigns.store import StoreWarning, read_result
 
 REPO = Path(__file__).resolve().parents[1]
 RUN = "595837494b2e"  # lite cross-dataset GMSRF-Net seed 0 (kvasir-seg test split, cvc-colondb)
@@ -21,8 +21,7 @@ STORED = [p for p in sorted((REPO / "results").glob("*/*/*.json")) if p.parent.n
 def test_every_committed_result_agrees_with_itself():
     assert len(STORED) >= 20
     for path in STORED:
-        store = Store(REPO / "results", path.parents[1].name, path.parent.name)
-        assert inconsistency(store.load(path.stem)) is None, path
+        assert inconsistency(read_result(path, path.stem)) is None, path
 
 
 @pytest.fixture
@@ -71,7 +70,7 @@ def test_an_edited_result_is_named_in_one_line_and_treated_as_missing(copy, kind
         state, detail, _ = status(spec, store, ctx)
     assert state == "unavailable" and "is inconsistent: delete it to train the run again" in detail
     with pytest.warns(StoreWarning):
-        assert RUN not in {r["run_id"] for r in store.results()}
+        assert RUN not in {r.run_id for r in store.results()}
 
 
 def test_collect_leaves_an_inconsistent_result_out(capsys, copy):
@@ -105,7 +104,7 @@ def test_a_saved_result_carries_a_checksum_that_catches_any_edit(copy, tmp_path)
     data = json.loads((copy / f"{RUN}.json").read_text())
     store = Store(tmp_path / "fresh", "lite", "cross-dataset")
     store.save(data)
-    assert store.load(RUN)["checksum"]
+    assert store.load(RUN).checksum
     edit(store.path(RUN), lambda d: d["train"].update(best_epoch=3))
     with pytest.warns(StoreWarning, match="does not match its checksum"):
         assert store.load(RUN) is None

@@ -369,12 +369,12 @@ def precision_verdict(view: CampaignView, reference: CampaignView,
                       margin: float = EQUIVALENCE_MARGIN) -> Verdict | None:
     """The fp32 NCHW runs against the bf16 + channels-last GMSRF-Net runs: TOST equivalence of the seed means within
     +-`margin` Dice on each test set (`equivalent` on all, `different` on any, else `not shown either way`)."""
-    bf16 = [r for r in reference.results if r["spec"]["labels"].get("model") == REFERENCE
+    bf16 = [r for r in reference.results if r.labels.get("model") == REFERENCE
             and recipe_name(r).startswith("bf16")]
     if not view.results or not bf16:
         return None
     both = CampaignView(view.settings, view.campaign, [*bf16, *view.results], view.work)
-    frame, fp32_label = both.frame, view.results[0]["spec"]["labels"]["model"]
+    frame, fp32_label = both.frame, view.results[0].labels["model"]
     rows = []
     for test in dict.fromkeys(frame["test"]):
         part = frame[frame["test"] == test]

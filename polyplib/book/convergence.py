@@ -6,51 +6,52 @@ from typing import Any
 
 import pandas as pd
 
+from polyplib.campaigns.records import RunResult
+
 PLATEAU_WINDOW = 5  # epochs: the last ones, compared with every epoch before them
 PLATEAU_GAIN = 0.005  # validation Dice: plateaued when the last epochs beat the earlier best by less than this
 SELECTED = "selected"  # the point of the checkpoint chosen on the source validation split
 
 
-def _labels(result: dict[str, Any]) -> dict[str, Any]:
-    labels = result["spec"]["labels"]
-    return {"model": labels.get("model"), "seed": labels.get("seed"), "run_id": result["run_id"]}
+def _labels(result: RunResult) -> dict[str, Any]:
+    return {"model": result.labels.get("model"), "seed": result.labels.get("seed"), "run_id": result.run_id}
 
 
-def point_scores(results: list[dict[str, Any]], metric: str = "dice") -> pd.DataFrame:
+def point_scores(results: list[RunResult], metric: str = "dice") -> pd.DataFrame:
     """One row per run x test point x test set: model, seed, run id, test, point (the epoch, or `selected` at the
     selected checkpoint's epoch), epoch and the metric's mean over the test set."""
     rows = []
     for result in results:
-        points = [(str(p["epoch"]), p["epoch"], p["tests"]) for p in result.get("tests_at_epoch", [])]
-        points.append((SELECTED, result["train"]["best_epoch"], result["tests"]))
-        rows += [{**_labels(result), "test": entry["key"], "point": point, "epoch": epoch,
-                  metric: entry["means"].get(metric)} for point, epoch, entries in points for entry in entries]
+        points = [(str(p.epoch), p.epoch, p.tests) for p in result.tests_at_epoch]
+        points.append((SELECTED, result.train.best_epoch, result.tests))
+        rows += [{**_labels(result), "test": entry.key, "point": point, "epoch": epoch,
+                  metric: entry.means.get(metric)} for point, epoch, entries in points for entry in entries]
     return pd.DataFrame(rows, columns=["model", "seed", "run_id", "test", "point", "epoch", metric])
 
 
-def validation_curves(results: list[dict[str, Any]], metric: str = "val_dice") -> pd.DataFrame:
+def validation_curves(results: list[RunResult], metric: str = "val_dice") -> pd.DataFrame:
     """One row per run x epoch (1-based, as test points count them): model, seed, run id, epoch, validation metric."""
     rows = [{**_labels(result), "epoch": row["epoch"] + 1, metric: row[metric]}
-            for result in results for row in result["train"]["history"] if metric in row]
+            for result in results for row in result.train.history if metric in row]
     return pd.DataFrame(rows, columns=["model", "seed", "run_id", "epoch", metric])
 
 
-def plateau_table(results: list[dict[str, Any]], window: int = PLATEAU_WINDOW, gain: float = PLATEAU_GAIN
+def plateau_table(results: list[RunResult], window: int = PLATEAU_WINDOW, gain: float = PLATEAU_GAIN
                   ) -> pd.DataFrame:
     """Per run: epochs, selected epoch, best validation Dice, its gain over the last `window` epochs (their best minus
     the best before them) and whether that gain is below `gain` (too few epochs: no gain, not plateaued)."""
     curves = validation_curves(results)
     rows = []
     for result in results:
-        dice = curves.loc[curves["run_id"] == result["run_id"], "val_dice"].tolist()
+        dice = curves.loc[curves["run_id"] == result.run_id, "val_dice"].tolist()
         rise = max(dice[-window:]) - max(dice[:-window]) if len(dice) > window else float("nan")
-        rows.append({**_labels(result), "epochs": len(dice), "selected epoch": result["train"]["best_epoch"],
+        rows.append({**_labels(result), "epochs": len(dice), "selected epoch": result.train.best_epoch,
                      "best val_dice": max(dice, default=float("nan")), f"gain over last {window}": rise,
                      "plateaued": bool(rise < gain)})
     return pd.DataFrame(rows)
 
 
-def points_table(results: list[dict[str, Any]], metric: str = "dice") -> pd.DataFrame:
+def points_table(results: list[RunResult], metric: str = "dice") -> pd.DataFrame:
     """Mean and sd over seeds of the metric at every test point, per test set and model (epoch: the test point's, or
     the mean selected epoch)."""
     frame = point_scores(results, metric)
@@ -62,7 +63,7 @@ def points_table(results: list[dict[str, Any]], metric: str = "dice") -> pd.Data
     return table.drop(columns="order").reset_index(drop=True)
 
 
-def convergence_curves(results: list[dict[str, Any]], metric: str = "dice"):
+def convergence_curves(results: list[RunResult], metric: str = "dice"):
     """The table (`points_table`) and a figure: validation Dice per epoch, then each test set's metric at the test
     points, every model (colour) and seed (thin), the mean over seeds (thick), the selected checkpoints as stars."""
     import matplotlib.pyplot as plt

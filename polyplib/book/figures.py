@@ -12,6 +12,7 @@ from polyplib import viz
 from polyplib.atomic import atomic_write, write_json_atomic
 from polyplib.book.results import RESULTS_DIR, stored
 from polyplib.campaigns import MODEL_LABELS, default_work
+from polyplib.campaigns.records import RunResult
 from polyplib.errors import ConfigError
 
 
@@ -20,21 +21,21 @@ def figure_dir(profile: str, results_dir: str | Path | None = None) -> Path:
     return Path(results_dir or RESULTS_DIR) / profile / "figures"
 
 
-def pick_frames(result: dict[str, Any], test: str, metric: str = "dice") -> dict[str, str]:
+def pick_frames(result: RunResult, test: str, metric: str = "dice") -> dict[str, str]:
     """Ids of the best, median and worst image of a stored run on one test set, by its per-image `metric`."""
     from polyplib.engine.evaluate import pick_examples
 
-    entry = next((e for e in result["tests"] if e["key"] == test and e["prompt"] == "none"), None)
+    entry = result.entry(test)
     if entry is None:
-        raise ConfigError(f"run {result['run_id']} has no scores on {test!r}")
-    ids = entry["per_image"]["id"]
-    scores = pd.DataFrame({metric: entry["per_image"][metric], "id": ids})
+        raise ConfigError(f"run {result.run_id} has no scores on {test!r}")
+    ids = entry.per_image["id"]
+    scores = pd.DataFrame({metric: entry.per_image[metric], "id": ids})
     return {name: ids[pos] for name, pos in pick_examples(scores, metric, tiebreak="id").items()}
 
 
-def _seed0(view, model: str) -> dict[str, Any] | None:
-    return next((r for r in view.results if r["spec"]["labels"].get("model") == model
-                 and r["spec"]["labels"].get("seed") == view.settings.seeds[0]), None)
+def _seed0(view, model: str) -> RunResult | None:
+    return next((r for r in view.results if r.labels.get("model") == model
+                 and r.labels.get("seed") == view.settings.seeds[0]), None)
 
 
 def _save(fig, path: Path, meta: dict[str, Any]) -> Path:
@@ -63,19 +64,19 @@ def render_figures(profile: str, *, data_root: str | None = None, results_dir: s
     work = Path(work) if work else default_work()
     pair = ("GMSRF-Net", MODEL_LABELS[settings.baselines[0]])  # the models the qualitative figure compares
     runs = {m: _seed0(view, m) for m in pair}
-    missing = [m for m, r in runs.items() if r is None or not (work / r["run_id"] / "train" / "best.pt").is_file()]
+    missing = [m for m, r in runs.items() if r is None or not (work / r.run_id / "train" / "best.pt").is_file()]
     if missing:
         raise ConfigError(f"figures of {profile} need the stored runs and checkpoints (under {work}) of the seed-0 "
                           f"{', '.join(missing)}; run `polyplib campaign run {profile} cross-dataset` first")
-    unseen = next(t["key"] for t in runs[pair[0]]["tests"] if t["split"] is None)
+    unseen = next(t.key for t in runs[pair[0]].tests if t.split is None)
     picks = pick_frames(runs[pair[0]], unseen)
     dataset = load(settings, unseen)
     index = {p.id: i for i, p in enumerate(dataset.pairs)}
     items = [dataset[index[i]] for i in picks.values()]
-    models = {m: load_model(work / r["run_id"] / "train" / "best.pt") for m, r in runs.items()}
+    models = {m: load_model(work / r.run_id / "train" / "best.pt") for m, r in runs.items()}
     probs = {m: predict(model, items) for m, model in models.items()}
     labels = [f"{which}: {unseen} {i}" for which, i in picks.items()]
-    meta = {"profile": profile, "runs": {m: r["run_id"] for m, r in runs.items()}, "test": unseen, "ids": picks}
+    meta = {"profile": profile, "runs": {m: r.run_id for m, r in runs.items()}, "test": unseen, "ids": picks}
     fig = viz.prediction_rows([t["image"] for t in items], [t["mask"] for t in items], probs, ids=labels)
     fig.suptitle(f"{unseen}: best, median and worst frame by GMSRF-Net's Dice ({profile}, from scratch)", fontsize=9,
                  y=1.02)

@@ -28,8 +28,8 @@ def learning_curves(view: CampaignView, metric: str = "val_dice", by: str = "mod
     """Training loss and the validation metric per epoch (source validation split), mean ± sd over seeds."""
     from polyplib import viz
 
-    rows = [{by: r["spec"]["labels"].get(by), "seed": r["spec"]["labels"].get("seed"), **row}
-            for r in view.results for row in r["train"]["history"] if metric in row]
+    rows = [{by: r.labels.get(by), "seed": r.labels.get("seed"), **row}
+            for r in view.results for row in r.train.history if metric in row]
     frame = pd.DataFrame(rows)
     return viz.curves(frame.assign(epoch=frame["epoch"] + 1), groups={c.replace("_", " "): [c] for c in
                                                                       ("train_loss", metric)}, by=by)

@@ -176,9 +176,9 @@ def training_section(view: CampaignView) -> Section:
         return section
     section.has_results = True
     section.figure(learning_curves(view))
-    best = pd.DataFrame([{**r["spec"]["labels"], "best epoch": r["train"]["best_epoch"],
-                          "of": r["train"]["epochs"], "best val Dice": r["train"]["best_metric"],
-                          "img/s": r["provenance"].get("images_per_s"), "train (min)": r["provenance"]["train_s"] / 60}
+    best = pd.DataFrame([{**r.labels, "best epoch": r.train.best_epoch, "of": r.train.epochs,
+                          "best val Dice": r.train.best_metric, "img/s": r.provenance.images_per_s,
+                          "train (min)": r.provenance.train_s / 60}
                          for r in view.results]).drop(columns=["train"], errors="ignore")
     return section.table(best, f"{view.profile}: checkpoint selected on the source validation split", precision=3)
 
@@ -198,12 +198,11 @@ def precision_section(view: CampaignView, reference: CampaignView) -> Section:
 def ablation_groups(view: CampaignView, references: list[CampaignView]) -> list[tuple[str, CampaignView]]:
     """Per training recipe of the ablations, a view of those runs with the full GMSRF-Net runs of the same recipe
     labelled `REFERENCE` (cross-dataset's GMSRF-Net and the precision check's fp32 runs): a drop is never precision."""
-    full = {r["run_id"]: r for v in references for r in v.results
-            if v.campaign.name == "precision" or r["spec"]["labels"].get("model") == REFERENCE}
+    full = {r.run_id: r for v in references for r in v.results
+            if v.campaign.name == "precision" or r.labels.get("model") == REFERENCE}
     groups = []
     for recipe in dict.fromkeys(recipe_name(r) for r in view.results):
-        ref = [{**r, "spec": {**r["spec"], "labels": {**r["spec"]["labels"], "model": REFERENCE}}}
-               for r in full.values() if recipe_name(r) == recipe]
+        ref = [r.relabelled(model=REFERENCE) for r in full.values() if recipe_name(r) == recipe]
         mine = [r for r in view.results if recipe_name(r) == recipe]
         groups.append((recipe, CampaignView(view.settings, view.campaign, [*ref, *mine], view.work)))
     return groups

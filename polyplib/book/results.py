@@ -14,6 +14,7 @@ from polyplib.book.profiles import REPO_ROOT
 from polyplib.campaigns import Campaign, Context, Store, coverage, get_campaigns, result_rows, run_campaigns
 from polyplib.campaigns.collect import missing_runs, recipe_name, short_commit
 from polyplib.campaigns.profiles import BookProfile, profile_settings
+from polyplib.campaigns.records import RunResult
 from polyplib.campaigns.runner import select
 from polyplib.errors import ConfigError
 
@@ -28,7 +29,7 @@ class CampaignView:
 
     settings: BookProfile
     campaign: Campaign
-    results: list[dict[str, Any]]
+    results: list[RunResult]
     work: Path | None = None
     failures: dict[str, str] = dataclasses.field(default_factory=dict)  # declared run's label -> why it diverged
 
@@ -59,11 +60,11 @@ class CampaignView:
                     f"{self.campaign.name} --root DATA` fills them.")
         if self.profile == "smoke":  # a live run: no commit or date in the output (nbval compares it)
             return f"**Live run of campaign `{self.campaign.name}`, profile `smoke`**: {self.coverage()}."
-        prov = [r["provenance"] for r in self.results]
-        commits = sorted({short_commit(p.get("commit")) for p in prov})
-        machines = sorted({f"{p.get('machine')}, {p.get('device')}" for p in prov})
-        dates = sorted(p["date"][:10] for p in prov)
-        seeds = sorted({r["spec"]["labels"].get("seed") for r in self.results} - {None})
+        prov = [r.provenance for r in self.results]
+        commits = sorted({short_commit(p.commit) for p in prov})
+        machines = sorted({f"{p.machine}, {p.device}" for p in prov})
+        dates = sorted(p.date[:10] for p in prov)
+        seeds = sorted({r.labels.get("seed") for r in self.results} - {None})
         scratch = " Every model is trained **from scratch** (no pretrained weights)." if self.settings.from_scratch else ""
         return (f"**Profile `{self.profile}`, campaign `{self.campaign.name}`** ({self.settings.description}): "
                 f"{self.coverage()}; seeds {seeds}; commit(s) {', '.join(commits)}; {'; '.join(machines)}; "
@@ -87,16 +88,15 @@ def run_label(labels: dict[str, Any]) -> str:
 
 def failures(store: Store, runs) -> dict[str, str]:
     """Why each declared run that diverged did (its failure record's reason), by run label."""
-    return {run_label(spec.labels): record["reason"] for spec in runs
+    return {run_label(spec.labels): record.reason for spec in runs
             if (record := store.failure(spec)) is not None}
 
 
-def recipes_text(results: list[dict[str, Any]]) -> str:
+def recipes_text(results: list[RunResult]) -> str:
     """Markdown sentence naming the runs of each training precision when a campaign mixes them (else empty)."""
     groups: dict[str, list[str]] = {}
     for r in results:
-        labels = r["spec"]["labels"]
-        groups.setdefault(recipe_name(r), []).append(f"{labels.get('model')} seed {labels.get('seed')}")
+        groups.setdefault(recipe_name(r), []).append(run_label(r.labels))
     if len(groups) < 2:
         return ""
     parts = [f"{name}: {len(runs)} run(s)" if len(runs) > 4 else f"{name}: {', '.join(runs)}"
@@ -143,10 +143,10 @@ def results_index(results_dir: str | Path | None = None) -> pd.DataFrame:
     for profile in STORED_PROFILES:
         for declared in get_campaigns(profile):
             view = stored(profile, declared.name, results_dir)
-            prov = [r["provenance"] for r in view.results]
-            dates = sorted(p["date"][:10] for p in prov)
+            prov = [r.provenance for r in view.results]
+            dates = sorted(p.date[:10] for p in prov)
             rows.append({"profile": profile, "campaign": declared.name, "runs": view.coverage(),
-                         "device": ", ".join(sorted({str(p.get("device")) for p in prov})) or "-",
+                         "device": ", ".join(sorted({str(p.device) for p in prov})) or "-",
                          "recipe": ", ".join(f"{name} ({n})" for name, n in
                                              Counter(recipe_name(r) for r in view.results).most_common()) or "-",
                          "dates": f"{dates[0]} to {dates[-1]}" if dates else "-"})
@@ -160,7 +160,7 @@ def smoke_label(settings: BookProfile) -> None:
     display(Markdown(f"**Live run, profile `{settings.name}`** ({settings.description})."))
 
 
-def first_result(view: CampaignView) -> dict[str, Any]:
+def first_result(view: CampaignView) -> RunResult:
     """The first stored run of a view (a chapter's example run), or a clear error when none is stored."""
     if not view.results:
         raise ConfigError(f"no stored result of campaign {view.campaign.name!r} for profile {view.profile!r}; execute "

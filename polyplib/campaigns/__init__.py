@@ -5,6 +5,7 @@ from polyplib.campaigns.declared import (
     segmentation_run, tests_for,
 )
 from polyplib.campaigns.execute import Outcome, default_work, execute, work_dir
+from polyplib.campaigns.records import RunResult
 from polyplib.campaigns.profiles import PROFILES, BookProfile, dataset_key, profile_settings, test_split
 from polyplib.campaigns.runner import Context, parse_budget, plan, run_campaigns
 from polyplib.campaigns.spec import RunSpec
@@ -12,7 +13,7 @@ from polyplib.campaigns.store import RESULT_FORMAT, Store, read_result
 
 __all__ = [
     "BookProfile", "PROFILES", "profile_settings", "dataset_key", "test_split",
-    "RunSpec", "Store", "RESULT_FORMAT", "read_result",
+    "RunSpec", "RunResult", "Store", "RESULT_FORMAT", "read_result",
     "Campaign", "campaigns", "get_campaigns", "MODEL_LABELS", "ABLATIONS", "model_options", "segmentation_config",
     "segmentation_run", "sam_config", "tests_for",
     "Outcome", "execute", "default_work", "work_dir", "Context", "parse_budget", "plan", "run_campaigns",

@@ -153,7 +153,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
     unknown = [m for m in args.metrics or () if m not in frame]
     if unknown:
         known = [c for c in frame.columns if c not in ("run_id", "test", "kind", "prompt", "n", "best_epoch",
-                                                       *results[0]["spec"]["labels"])]
+                                                       *results[0].labels)]
         raise ConfigError(f"--metrics {' '.join(unknown)}: not stored for {campaign.name}; choose from "
                           f"{' '.join(known)}")
     table = aggregate(frame, [m for m in (args.metrics or METRICS) if m in frame]).round(4)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from polyplib.campaigns.box_prompts import BoxFill, CascadeBox, GTBox
 from polyplib.campaigns.profiles import BookProfile, Timing, dataset_key, profile_settings, test_split
 from polyplib.campaigns.spec import RunSpec, eval_set
 from polyplib.errors import ConfigError
@@ -101,9 +102,9 @@ def sam_config(settings: BookProfile, strategy: str = "decoder", seed: int | Non
 def sam_prompts(settings: BookProfile) -> list[dict[str, Any]]:
     """Prompts every Polyp-SAM run is tested with: GT boxes, jittered GT boxes, the cascade, the filled box alone."""
     detector = segmentation_run(settings, "gmsrf", settings.sam_train, settings.seeds[0])
-    return [{"name": "gt-box", "jitter": 0.0}, *({"name": f"jitter-{j:g}", "jitter": j} for j in settings.sam_jitters),
-            {"name": "cascade", "detector": detector.nested_dict(), "detector_label": "GMSRF-Net seed "
-             f"{settings.seeds[0]}"}, {"name": "box-fill"}]
+    prompts = [GTBox("gt-box", 0.0), *(GTBox(f"jitter-{j:g}", j) for j in settings.sam_jitters),
+               CascadeBox("cascade", detector.nested_dict(), f"GMSRF-Net seed {settings.seeds[0]}"), BoxFill()]
+    return [p.to_dict() for p in prompts]
 
 
 def sam_run(settings: BookProfile, strategy: str, seed: int) -> RunSpec:

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
+from polyplib.campaigns.box_prompts import CascadeBox, box_prompt
 from polyplib.campaigns.spec import RunSpec
 from polyplib.campaigns.store import RESULT_FORMAT, Store
 from polyplib.errors import DataError
@@ -129,17 +130,16 @@ def evaluate_run(spec: RunSpec, checkpoint: Path, root: str | None, work: Path, 
     model = load_trained_model(checkpoint, resolve_device(device))[0]
     size = spec.config["image_size"]
     entries = []
-    detectors = {}
-    for prompt in spec.prompts:
-        if "detector" in prompt:
-            det = RunSpec.from_dict(prompt["detector"])
+    prompts = [box_prompt(p) for p in spec.prompts]
+    for i, prompt in enumerate(prompts):
+        if isinstance(prompt, CascadeBox):
+            det = prompt.run
             with run_lock(work_dir(work, det.run_id)) as mine:
                 result = train_run(det, root, work, device, deadline) if mine else None
             if result is None or not result.complete:
                 return None
-            detectors[prompt["name"]] = (load_trained_model(result.best_checkpoint or result.last_checkpoint,
-                                                            resolve_device(device))[0], det.config["image_size"],
-                                         _detector_record(det, result))
+            detector = load_trained_model(result.best_checkpoint or result.last_checkpoint, resolve_device(device))[0]
+            prompts[i] = prompt.trained(detector, _detector_record(det, result))
     for test in spec.tests:
         common = dict(root=root, split=test["split"], protocol=test["protocol"], image_size=size,
                       dataset_options=test["options"], overlays=False, progress=False)
@@ -148,21 +148,9 @@ def evaluate_run(spec: RunSpec, checkpoint: Path, root: str | None, work: Path, 
                 entries.append(_eval_entry(test, "none", evaluate(model, test["dataset"], out_dir=out, device=device,
                                                                   **common)))
                 continue
-            from polyplib.sam.cascade import box_fill_predict_fn, evaluate_sam
-
-            for prompt in spec.prompts:
-                sub = Path(out) / prompt["name"]
-                record = None
-                if prompt["name"] == "box-fill":
-                    fn = box_fill_predict_fn(resolve_device(device))
-                    result = evaluate(None, test["dataset"], out_dir=sub, predict_fn=fn, device=device, **common)
-                elif prompt["name"] in detectors:
-                    detector, det_size, record = detectors[prompt["name"]]
-                    result = evaluate_sam(model, test["dataset"], sub, detector=detector, detector_size=det_size,
-                                          device=device, **common)
-                else:
-                    result = evaluate_sam(model, test["dataset"], sub, jitter=prompt["jitter"], device=device, **common)
-                entries.append(_eval_entry(test, prompt["name"], result, record))
+            for prompt in prompts:
+                result = prompt.evaluate(model, test["dataset"], Path(out) / prompt.name, device=device, **common)
+                entries.append(_eval_entry(test, prompt.name, result, prompt.record))
     return entries
 
 
@@ -219,7 +207,7 @@ def execute(spec: RunSpec, store: Store, *, root: str | None = None, work: str |
 
     stored = store.find(spec)
     if stored is not None:
-        return Outcome(stored["run_id"], "skipped", "stored already")
+        return Outcome(stored.run_id, "skipped", "stored already")
     kept = store.untrusted(spec)
     if kept is not None:  # never written over: the user decides what it is
         return Outcome(kept.stem, "unavailable", f"its result file {kept} is inconsistent: delete it to train it again")

@@ -117,7 +117,7 @@ def status(spec: RunSpec, store: Store, ctx: Context) -> tuple[str, str, str]:
     under: a stored result's, else the run's recipe as resolved on this machine."""
     stored = store.find(spec)
     if stored is not None:
-        return "done", "", stored["run_id"]
+        return "done", "", stored.run_id
     kept = store.untrusted(spec)
     if kept is not None:
         return "unavailable", f"its result file {kept} is inconsistent: delete it to train the run again", kept.stem

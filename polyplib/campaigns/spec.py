@@ -151,11 +151,12 @@ class RunSpec:
     def datasets(self) -> list[str]:
         """Every on-disk dataset this run reads (training, tests, a cascade detector's)."""
         names = [self.config["dataset"], *(t["dataset"] for t in self.tests)]
-        for prompt in self.prompts:
-            if "detector" in prompt:
-                names += RunSpec.from_dict(prompt["detector"]).datasets()
+        for detector in self.detectors():
+            names += detector.datasets()
         return [n for n in dict.fromkeys(names) if n != "synthpolyp"]
 
     def detectors(self) -> list["RunSpec"]:
         """The runs whose checkpoints this run's cascade prompts need."""
-        return [RunSpec.from_dict(p["detector"]) for p in self.prompts if "detector" in p]
+        from polyplib.campaigns.box_prompts import CascadeBox, box_prompt
+
+        return [p.run for p in map(box_prompt, self.prompts) if isinstance(p, CascadeBox)]

@@ -1,5 +1,6 @@
 """The results store: one small JSON file per finished run, `results/<profile>/<campaign>/<run-id>.json`, and one per
-run that diverged, `.../failed/<run-id>.json` (why, with its training log), so a missing run says why it is missing."""
+run that diverged, `.../failed/<run-id>.json` (why, with its training log), so a missing run says why it is missing.
+They are read as typed records (`campaigns.records`)."""
 from __future__ import annotations
 
 import json
@@ -12,10 +13,9 @@ if TYPE_CHECKING:
 
 from polyplib.atomic import write_json_atomic
 from polyplib.campaigns.integrity import checksum, inconsistency
+from polyplib.campaigns.records import FAILURE_FORMAT, RESULT_FORMAT, FailureRecord, RunResult
 from polyplib.errors import DataError
 
-RESULT_FORMAT = "polyplib-campaign-result-v1"
-FAILURE_FORMAT = "polyplib-campaign-failure-v1"
 REQUIRED = ("format", "run_id", "profile", "campaign", "spec", "provenance", "train", "tests")
 
 
@@ -36,13 +36,13 @@ class Store:
     def has(self, run_id: str) -> bool:
         return self.path(run_id).is_file()
 
-    def load(self, run_id: str) -> dict[str, Any] | None:
+    def load(self, run_id: str) -> RunResult | None:
         """The stored result of a run (None when absent, or when it disagrees with itself: `integrity`, named in a
         StoreWarning); a damaged or foreign file is a one-line DataError."""
         path = self.path(run_id)
         return checked(path, read_result(path, run_id)) if path.is_file() else None
 
-    def find(self, spec: "RunSpec") -> dict[str, Any] | None:
+    def find(self, spec: "RunSpec") -> RunResult | None:
         """The stored result that fulfils a declared run: its own, or that of an explicit recipe it resolves to."""
         for form in spec.equivalents():
             result = self.load(form.run_id)
@@ -56,12 +56,13 @@ class Store:
             return None
         return next((self.path(f.run_id) for f in spec.equivalents() if self.has(f.run_id)), None)
 
-    def results_for(self, specs) -> list[dict[str, Any]]:
+    def results_for(self, specs) -> list[RunResult]:
         """The stored results that fulfil `specs` (`find`), in their order."""
         return [r for r in (self.find(s) for s in specs) if r is not None]
 
     def save(self, result: dict[str, Any]) -> Path:
-        """Store a finished run with its checksum (and drop the failure record of an earlier attempt)."""
+        """Store a finished run's JSON (`RunResult.to_dict`'s shape) with its checksum (and drop the failure record of
+        an earlier attempt)."""
         path = write_json_atomic(self.path(result["run_id"]), {**result, "checksum": checksum(result)})
         self.failure_path(result["run_id"]).unlink(missing_ok=True)
         return path
@@ -77,15 +78,16 @@ class Store:
                   "spec": spec.to_dict(), "reason": reason, "history": history, "provenance": provenance()}
         return write_json_atomic(self.failure_path(spec.run_id), record)
 
-    def failure(self, spec: "RunSpec") -> dict[str, Any] | None:
+    def failure(self, spec: "RunSpec") -> FailureRecord | None:
         """The failure record of a declared run (any recipe it resolves to); `save` drops it once the run is stored."""
         for form in spec.equivalents():
             path = self.failure_path(form.run_id)
             if path.is_file():
-                return read_result(path, form.run_id, FAILURE_FORMAT, ("format", "run_id", "spec", "reason"))
+                record = read_result(path, form.run_id, FAILURE_FORMAT, ("format", "run_id", "spec", "reason"))
+                return FailureRecord.from_dict(record, path)
         return None
 
-    def results(self, run_ids: list[str] | None = None) -> list[dict[str, Any]]:
+    def results(self, run_ids: list[str] | None = None) -> list[RunResult]:
         """Every stored result (or those of `run_ids` that exist), in file-name or `run_ids` order."""
         if run_ids is None:
             paths = sorted(self.folder.glob("*.json")) if self.folder.is_dir() else []
@@ -93,11 +95,11 @@ class Store:
         return [r for r in (self.load(i) for i in run_ids) if r is not None]
 
 
-def checked(path: Path, result: dict[str, Any]) -> dict[str, Any] | None:
-    """`result` when it agrees with itself; else None, named in one line (a StoreWarning)."""
+def checked(path: Path, result: dict[str, Any]) -> RunResult | None:
+    """The record of `result` when it agrees with itself; else None, named in one line (a StoreWarning)."""
     why = inconsistency(result)
     if why is None:
-        return result
+        return RunResult.from_dict(result, path)
     warnings.warn(f"result file {path} is inconsistent: {why}; it is treated as missing (delete it to train that run "
                   "again)", StoreWarning, stacklevel=2)
     return None
@@ -105,7 +107,8 @@ def checked(path: Path, result: dict[str, Any]) -> dict[str, Any] | None:
 
 def read_result(path: Path, run_id: str, kind: str = RESULT_FORMAT, required: tuple[str, ...] = REQUIRED
                 ) -> dict[str, Any]:
-    """Parse and check one result (or failure record) file."""
+    """The JSON of one result (or failure record) file, its format, fields and run id checked (what `integrity`
+    hashes: the records are built from it)."""
     fix = f"delete {path} to re-run that run"
     try:
         data = json.loads(path.read_text())
