@@ -99,8 +99,10 @@ def estimated_cost(spec: RunSpec, root: str | None) -> float | None:
         return None
     cfg = spec.config
     try:
-        ids = dataset_ids(cfg["dataset"], root, **cfg["dataset_options"])
-        n = len(get_split(cfg["dataset"], cfg["protocol"], root, ids=ids, **cfg["dataset_options"])[cfg["train_split"]])
+        options = dict(cfg["dataset_options"])
+        seed = options.pop("split_seed", None)
+        ids = dataset_ids(cfg["dataset"], root, **options)
+        n = len(get_split(cfg["dataset"], cfg["protocol"], root, seed, ids=ids, **options)[cfg["train_split"]])
     except Exception:  # noqa: BLE001  (absent data: no estimate)
         return None
     options = cfg["model_options"]
