@@ -73,7 +73,7 @@ def test_plan_on_kvasir_and_colondb_lists_runnable_runs_and_what_each_missing_da
     assert "  pranet-train: Polyp-SAM on the paper's training set" in out
     assert "? TFLOP" not in out.split("With --tests present")[1]  # estimates without fetching any weights
     assert cli.main([*args, "--tests", "present"]) == 0
-    assert "43 missing, 12 unavailable" in capsys.readouterr().out
+    assert "52 missing, 12 unavailable" in capsys.readouterr().out
     assert cli.main([*args, "--tests", "kvasir"]) == 1
     assert "--tests kvasir: kvasir is not a test set of profile 'full'" in capsys.readouterr().err
 

@@ -176,3 +176,17 @@ def test_paired_seed_comparison_is_the_paired_t_test_with_its_power_and_tost():
     assert out["ci_low"] == pytest.approx(d.mean() - sps.t.ppf(0.975, 2) * se)
     assert out["tost_p"] == pytest.approx(ttost_paired(a, b, -0.02, 0.02)[0]) and out["outcome"] == "different"
     assert paired_seed_comparison(a[:1], b[:1])["test"] == "none (one seed)"
+
+
+def test_arms_wait_for_the_run_they_start_from(tmp_path):
+    from polyplib.campaigns.runner import Context, _payloads, _ready
+
+    declared = campaigns("lite")["transfer"]
+    ctx = Context(results=str(tmp_path / "r"), root=None, work=str(tmp_path / "w"), device="cpu")
+    todo = _payloads([declared], ctx, None, None)
+    assert todo[0]["id"] == declared.runs[0].run_id and todo[0]["needs"] is None
+    assert all(p["needs"] == todo[0]["id"] for p in todo[1:])
+    first = _ready(todo, {})
+    assert first is todo[0]
+    assert _ready(todo[1:], {"job": first}) is None  # every arm waits while the pretraining run trains
+    assert _ready(todo[1:], {}) is todo[1]

@@ -122,7 +122,7 @@ PROFILES: dict[str, BookProfile] = {
         sam_model="polyp-sam-tiny", sam_options={"allow_scratch": True}, sam_test_protocol="gmsrf", n_examples=4,
         recipe=SMOKE_RECIPE, sam_recipe={**SMOKE_RECIPE, "grad_accum": 1, "warmup_epochs": 1},
         convergence=Convergence(("gmsrf", "unet-original"), {**CONVERGENCE_SCHEDULE, "warmup_epochs": 1}, (1,)),
-        transfer=Transfer("synthpolyp-B", {}, {}),
+        transfer=Transfer("synthpolyp-B", {}, {"epochs": 3}),  # 3 epochs: not the polyp-sam campaign's run
         description="CPU, synthetic `synthpolyp` data, tiny models and a few optimiser steps: the numbers check "
                     "that the pipeline runs end to end and say nothing about the methods' accuracy",
     ),
