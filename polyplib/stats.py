@@ -139,6 +139,33 @@ def seed_comparison(a: Any, b: Any, confidence: float = 0.95) -> dict[str, Any]:
     return out
 
 
+def paired_seed_comparison(a: Any, b: Any, confidence: float = 0.95, margin: float = EQUIVALENCE_MARGIN,
+                           alpha: float = ALPHA) -> dict[str, Any]:
+    """Two arms trained on the same seeds and data splits (one score per seed, in seed order): the mean of the per-seed
+    differences, the paired t test with its CI and minimum detectable effect, and paired TOST against +-`margin`
+    (`equivalent`, `different` or `not shown either way`). With one seed no test is made."""
+    from scipy import stats
+    from statsmodels.stats.weightstats import ttost_paired
+
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a.shape != b.shape:
+        raise ValueError(f"paired seed scores need equal lengths, got {len(a)} and {len(b)}")
+    diff, nan = a - b, float("nan")
+    out: dict[str, Any] = {"n": len(diff), "diff": float(diff.mean()), "p": nan, "ci_low": nan, "ci_high": nan,
+                           "se": nan, "dof": nan, "mde": nan, "tost_p": nan, "margin": margin, "test": "none (one seed)",
+                           "outcome": "not shown either way"}
+    if len(diff) < 2:
+        return out
+    se, dof = float(diff.std(ddof=1) / math.sqrt(len(diff))), len(diff) - 1
+    half = stats.t.ppf(0.5 + confidence / 2, dof) * se
+    p = float(stats.ttest_rel(a, b).pvalue) if se > 0 else (1.0 if out["diff"] == 0 else 0.0)
+    tost_p = float(ttost_paired(a, b, -margin, margin)[0]) if se > 0 else float(abs(out["diff"]) >= margin)
+    out.update(p=p, ci_low=out["diff"] - half, ci_high=out["diff"] + half, se=se, dof=float(dof), tost_p=tost_p,
+               mde=minimum_detectable_effect(se, dof), test="paired t",
+               outcome="equivalent" if tost_p < alpha else "different" if p < alpha else "not shown either way")
+    return out
+
+
 def equivalence_test(a: Any, b: Any, margin: float = EQUIVALENCE_MARGIN, alpha: float = ALPHA) -> dict[str, Any]:
     """Two one-sided Welch t tests (TOST, Schuirmann 1987) that the seed means differ by less than `margin`:
     `equivalent` (TOST p < alpha), else `different` (Welch p < alpha), else `not shown either way`."""

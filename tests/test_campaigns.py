@@ -71,8 +71,9 @@ def test_declared_campaigns_have_unique_ids_and_share_the_cascade_detector():
         ids = [i for c in declared.values() for i in c.run_ids()]
         assert len(ids) == len(set(ids)), profile
     lite = campaigns("lite")
-    # ablations: 7 variants x 1 seed (CPU budget); fp32 check: 3 seeds; convergence: GMSRF-Net and U-Net x 3 seeds
-    assert [len(c.runs) for c in lite.values()] == [12, 7, 6, 3, 6]
+    # ablations: 7 variants x 1 seed (CPU budget); fp32 check: 3 seeds; convergence: GMSRF-Net and U-Net x 3 seeds;
+    # transfer: the pretraining run and 3 arms x 3 folds
+    assert [len(c.runs) for c in lite.values()] == [12, 7, 6, 3, 6, 10]
     detector = lite["polyp-sam"].runs[0].detectors()[0]
     assert detector.run_id in lite["cross-dataset"].run_ids()  # the cascade reuses the trained GMSRF-Net
 

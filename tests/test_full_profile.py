@@ -58,22 +58,22 @@ def test_lite_ids_do_not_move(shared_data):
 
 @pytest.mark.slow  # the cost estimate runs one vit_b forward at 1024 px on the CPU (~1.5 min)
 def test_plan_on_kvasir_and_colondb_lists_runnable_runs_and_what_each_missing_dataset_adds(tmp_path, capsys):
-    root = make_root(tmp_path / "data", kvasir=10, colondb=1)
+    root = make_root(tmp_path / "data", kvasir=10, colondb=380)  # every video segment: the 3 transfer folds exist
     args = ["campaign", "plan", "full", "--root", str(root), "--results", str(tmp_path / "r"), "--work",
             str(tmp_path / "w"), "--device", "cpu"]
     assert cli.main(args) == 0
     out = capsys.readouterr().out
-    assert "55 runs: 0 done, 0 partial, 0 missing, 55 unavailable" in out
+    assert "64 runs: 0 done, 0 partial, 0 missing, 64 unavailable" in out
     assert "under the data root: kvasir-seg, cvc-colondb." in out
     assert "With --tests present (tested on kvasir-seg, cvc-colondb only" in out
-    assert "43 runs: 0 done, 0 partial, 43 missing, 0 unavailable" in out
+    assert "52 runs: 0 done, 0 partial, 52 missing, 0 unavailable" in out
     assert "polyp-sam-b full kvasir-seg 0" in out and "Kvasir-SEG only (the paper: + CVC-ClinicDB)" in out
     assert "  cvc-clinicdb: a test set for every run; 12 cross-dataset run(s) trained on cvc-clinicdb" in out
     assert "  etis: a test set for every run\n" in out
     assert "  pranet-train: Polyp-SAM on the paper's training set" in out
     assert "? TFLOP" not in out.split("With --tests present")[1]  # estimates without fetching any weights
     assert cli.main([*args, "--tests", "present"]) == 0
-    assert "43 missing, 12 unavailable" in capsys.readouterr().out
+    assert "52 missing, 12 unavailable" in capsys.readouterr().out
     assert cli.main([*args, "--tests", "kvasir"]) == 1
     assert "--tests kvasir: kvasir is not a test set of profile 'full'" in capsys.readouterr().err
 

@@ -16,7 +16,8 @@ from polyplib.book.plots import gap_figure, jitter_figure, learning_curves
 from polyplib.book.reports import (
     GMSRF_COLUMNS, how_we_decide, PRANET_COLUMNS, SAM_COLUMNS, Section, ablation_section, ablation_verdict,
     cross_dataset_section, paper_side_by_side, precision_section, sam_paper_side_by_side, sam_prompt_section,
-    sam_strategy_section, show_paper_tables, stored_bench_section, training_section, unit_section, verdict_table,
+    sam_strategy_section, show_paper_tables, stored_bench_section, training_section, transfer_section, unit_section,
+    verdict_table,
 )
 from polyplib.book.results import (
     RESULTS_DIR, STORED_PROFILES, CampaignView, campaign, first_result, results_index, smoke_label, stored, stored_views,
@@ -33,7 +34,7 @@ __all__ = [
     "GMSRF_COLUMNS", "PRANET_COLUMNS", "SAM_COLUMNS", "CampaignView", "campaign", "stored", "stored_views",
     "results_index", "first_result", "smoke_label", "verdict_table", "show_paper_tables", "sam_paper_side_by_side",
     "variant_costs", "ablation_verdict", "training_section", "cross_dataset_section", "unit_section",
-    "ablation_section", "sam_strategy_section", "sam_prompt_section", "paper_side_by_side", "interval_table",
+    "ablation_section", "sam_strategy_section", "sam_prompt_section", "transfer_section", "paper_side_by_side", "interval_table",
     "comparisons", "image_means", "gap_table", "report_card", "gap_figure", "jitter_figure", "learning_curves",
     "precision_section", "stored_bench_section", "Section", "Verdict", "how_we_decide",
     "sam_label", "describe_sam", "GMSRFTrace", "trace_gmsrf", "block_costs", "compare_variants", "copy_to_meta",

@@ -6,6 +6,7 @@ from typing import Any
 
 from polyplib.campaigns.box_prompts import BoxFill, CascadeBox, GTBox
 from polyplib.campaigns.profiles import BookProfile, Timing, dataset_key, profile_settings, test_split
+from polyplib.data.frames import N_FOLDS
 from polyplib.campaigns.spec import RunSpec, eval_set
 from polyplib.errors import ConfigError
 
@@ -91,12 +92,11 @@ def sam_config(settings: BookProfile, strategy: str = "decoder", seed: int | Non
 
     dataset, dataset_options = dataset_key(settings.sam_train, settings)
     options = {**settings.sam_options, "strategy": strategy}
-    return get_preset("polyp-sam-paper").replace(
-        model=settings.sam_model, model_options=options, dataset=dataset, dataset_options=dataset_options,
-        protocol=settings.sam_train_protocol or settings.sam_test_protocol, root=settings.data_root,
-        image_size=settings.sam_image_size,
-        seed=settings.seeds[0] if seed is None else seed, device=settings.device, progress=False,
-        **{**settings.sam_recipe, **overrides})
+    base = dict(model=settings.sam_model, model_options=options, dataset=dataset, dataset_options=dataset_options,
+                protocol=settings.sam_train_protocol or settings.sam_test_protocol, root=settings.data_root,
+                image_size=settings.sam_image_size, seed=settings.seeds[0] if seed is None else seed,
+                device=settings.device, progress=False)
+    return get_preset("polyp-sam-paper").replace(**{**base, **settings.sam_recipe, **overrides})
 
 
 def sam_prompts(settings: BookProfile) -> list[dict[str, Any]]:
@@ -107,12 +107,35 @@ def sam_prompts(settings: BookProfile) -> list[dict[str, Any]]:
     return [p.to_dict() for p in prompts]
 
 
-def sam_run(settings: BookProfile, strategy: str, seed: int) -> RunSpec:
+def sam_run(settings: BookProfile, strategy: str, seed: int, **overrides: Any) -> RunSpec:
     """A Polyp-SAM run: fine-tune (`decoder` or `full`), test with every prompt on every test set."""
-    config = sam_config(settings, strategy, seed)
+    config = sam_config(settings, strategy, seed, **overrides)
     tests = tests_for(settings, settings.sam_train, protocol=settings.sam_test_protocol)
     return RunSpec.from_config("polyp-sam", config, tests, sam_prompts(settings), model=settings.sam_model,
                                strategy=strategy, train=settings.sam_train, seed=seed)
+
+
+def pretraining_run(settings: BookProfile) -> RunSpec | None:
+    """The `transfer` campaign's pretrained model: Polyp-SAM `full` on the source, first seed (None: SAM's weights).
+    Its test on every image of the unseen centre is the zero-shot row of each fold (a fold's test images are a subset)."""
+    transfer = settings.transfer
+    if transfer is None or transfer.pretrain is None:
+        return None
+    return sam_run(settings, "full", settings.seeds[0], **transfer.pretrain)
+
+
+def transfer_run(settings: BookProfile, arm: str, seed: int, fold: int) -> RunSpec:
+    """One arm of the `transfer` campaign: from the pretrained weights, fine-tune `arm` on the labelled sequences of
+    `fold` of the unseen centre (validated on its last quarter) and test with every prompt on the fold's other
+    sequences."""
+    transfer = settings.transfer
+    dataset, options = dataset_key(transfer.target, settings)
+    options = {**options, "split_seed": fold}
+    config = sam_config(settings, arm, seed, dataset=dataset, dataset_options=options, protocol="sequences",
+                        **transfer.recipe)
+    tests = [eval_set(transfer.target, dataset, options, "test", "sequences")]
+    return RunSpec.from_config("polyp-sam", config, tests, sam_prompts(settings), pretraining_run(settings),
+                               model=settings.sam_model, strategy=arm, train=f"{transfer.target} fold {fold}", seed=seed)
 
 
 def declare(settings: BookProfile) -> dict[str, Campaign]:
@@ -156,6 +179,15 @@ def declare(settings: BookProfile) -> dict[str, Campaign]:
             f"{' and '.join(MODEL_LABELS.get(m, m) for m in settings.convergence.models)} on one recipe with a "
             "decaying learning rate until validation Dice plateaus, tested at fixed epochs", runs,
             settings.convergence.timing)
+    if settings.transfer is not None:  # seed-major: every arm of the first fold lands before the second fold
+        pretrain = pretraining_run(settings)
+        arms = tuple(transfer_run(settings, arm, seed, i % N_FOLDS) for i, seed in enumerate(settings.seeds)
+                     for arm in settings.transfer.arms)
+        declared["transfer"] = Campaign(
+            "transfer", name, "06_sam_strategies",
+            "Polyp-SAM's question: a pretrained promptable segmenter transferred to an unseen centre by decoder-only, "
+            "LoRA and full fine-tuning on a third of its video sequences, tested on the others",
+            (pretrain, *arms) if pretrain is not None else arms)
     return declared
 
 

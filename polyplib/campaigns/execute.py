@@ -58,11 +58,15 @@ def unavailable(spec: RunSpec, root: str | None, device: str = "auto", work: str
             and not trainer.native_bf16_cpu()):
         return ("bf16 autocast on a CPU without native bf16 (AVX512-BF16 or AMX) is emulated, 4-10x slower than "
                 "fp32: run it on such a CPU or a GPU")
-    for det in spec.detectors():  # a cascade detector trains inside this run unless its checkpoint is in `work`
-        trained = work is not None and epochs_done(work, det.run_id) >= det.config["epochs"]
-        why = None if trained else unavailable(det, root, device)
+    # a cascade detector or the run it starts from trains inside this run unless its checkpoint is in `work`
+    needed = [("cascade detector", det) for det in spec.detectors()]
+    if spec.init is not None:
+        needed.append(("pretraining run", spec.pretrained()))
+    for role, run in needed:
+        trained = work is not None and epochs_done(work, run.run_id) >= run.config["epochs"]
+        why = None if trained else unavailable(run, root, device, work)
         if why:
-            return f"its cascade detector {det.run_id} is not trained in the work folder and {why}"
+            return f"its {role} {run.run_id} is not trained in the work folder and {why}"
     return None
 
 
@@ -82,10 +86,14 @@ def run_lock(folder: Path) -> Iterator[bool]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def train_run(spec: RunSpec, root: str | None, work: Path, device: str, deadline: float | None):
-    """Train (or resume, or just reopen) the run's model in `work/<id>/train`."""
+def train_run(spec: RunSpec, root: str | None, work: Path, device: str, deadline: float | None,
+              start: Path | None = None):
+    """Train (or resume, or just reopen) the run's model in `work/<id>/train`, from the weights file `start` (the
+    selected checkpoint of the run it starts from) when given."""
     out = work_dir(work, spec.run_id) / "train"
     config = spec.train_config(root=root, out_dir=str(out), device=device)
+    if start is not None:
+        config = config.replace(model_options={**config.model_options, "checkpoint": str(start)})
     if spec.kind == "polyp-sam":
         from polyplib.sam.training import train
     else:
@@ -113,9 +121,18 @@ def _eval_entry(test: dict[str, Any], prompt: str, result, detector: dict[str, A
     return entry if detector is None else {**entry, "detector": detector}
 
 
-def _detector_record(det: RunSpec, trained) -> dict[str, Any]:
-    """Which training of a cascade detector drew the boxes (one retrained on another machine may differ from the
-    stored result of the same run id): its id, selected epoch and validation score, training time."""
+def train_dependency(run: RunSpec, root: str | None, work: Path, device: str, deadline: float | None):
+    """Train (or reopen) a run another one needs (a cascade detector, a pretraining run) in its own locked work folder;
+    None while it is incomplete or another process trains it."""
+    with run_lock(work_dir(work, run.run_id)) as mine:
+        result = train_run(run, root, work, device, deadline) if mine else None
+    return result if result is not None and result.complete else None
+
+
+def _training_record(det: RunSpec, trained) -> dict[str, Any]:
+    """Which training of a run this one depends on drew its boxes or gave its first weights (one retrained on another
+    machine may differ from the stored result of the same run id): its id, selected epoch and validation score, training
+    time."""
     return {"run_id": det.run_id, "best_epoch": trained.best_epoch, "select": det.config["select"],
             "best_metric": None if trained.best_metric is None else round(float(trained.best_metric), 6),
             "train_s": round(sum(row.get("train_time_s", 0.0) for row in trained.history), 1)}
@@ -134,12 +151,11 @@ def evaluate_run(spec: RunSpec, checkpoint: Path, root: str | None, work: Path, 
     for i, prompt in enumerate(prompts):
         if isinstance(prompt, CascadeBox):
             det = prompt.run
-            with run_lock(work_dir(work, det.run_id)) as mine:
-                result = train_run(det, root, work, device, deadline) if mine else None
-            if result is None or not result.complete:
+            result = train_dependency(det, root, work, device, deadline)
+            if result is None:
                 return None
             detector = load_trained_model(result.best_checkpoint or result.last_checkpoint, resolve_device(device))[0]
-            prompts[i] = prompt.trained(detector, _detector_record(det, result))
+            prompts[i] = prompt.trained(detector, _training_record(det, result))
     for test in spec.tests:
         common = dict(root=root, split=test["split"], protocol=test["protocol"], image_size=size,
                       dataset_options=test["options"], overlays=False, progress=False)
@@ -226,7 +242,13 @@ def execute(spec: RunSpec, store: Store, *, root: str | None = None, work: str |
             return Outcome(run_id, "busy", "another process is running it")
         if store.find(spec) is not None:
             return Outcome(run_id, "skipped", "stored meanwhile by another process")
-        trained = train_run(spec, root, work, device, deadline)
+        pretrained = None
+        if spec.init is not None:
+            pretrained = train_dependency(spec.pretrained(), root, work, device, deadline)
+            if pretrained is None:
+                return Outcome(run_id, "partial", "the run it starts from is not trained yet")
+        weights = None if pretrained is None else pretrained.best_checkpoint or pretrained.last_checkpoint
+        trained = train_run(spec, root, work, device, deadline, weights)
         if not trained.complete:
             return Outcome(run_id, "partial", f"stopped by the budget after epoch {len(trained.history)} of "
                                               f"{spec.config['epochs']}")
@@ -246,6 +268,7 @@ def execute(spec: RunSpec, store: Store, *, root: str | None = None, work: str |
                       "select": spec.config["select"], "epochs": spec.config["epochs"],
                       "history": [_round_row(row) for row in trained.history]},
             "tests": entries, **({"tests_at_epoch": points} if points else {}),
+            **({"pretraining": _training_record(spec.pretrained(), pretrained)} if pretrained is not None else {}),
         }
         store.save(result)
     return Outcome(run_id, "done", f"best epoch {trained.best_epoch}")

@@ -39,6 +39,18 @@ class Convergence:
 
 
 @dataclasses.dataclass(frozen=True)
+class Transfer:
+    """The `transfer` campaign of a profile (Polyp-SAM's question): a promptable segmenter pretrained on the source
+    (or SAM's own weights when `pretrain` is None) fine-tuned on a labelled third of the unseen centre's video sequences
+    by each arm, tested on the other sequences; seed k fine-tunes on fold k mod 3 (`sequences` split protocol)."""
+
+    target: str  # dataset key of the unseen centre
+    recipe: dict[str, Any]  # overrides of the profile's Polyp-SAM recipe for the fine-tuning runs
+    pretrain: dict[str, Any] | None  # overrides of it for the pretraining run (None: start from SAM's weights)
+    arms: tuple[str, ...] = ("decoder", "lora", "full")
+
+
+@dataclasses.dataclass(frozen=True)
 class BookProfile:
     """Sizes, data and recipes of one profile (datasets named by `dataset_key`s)."""
 
@@ -70,6 +82,7 @@ class BookProfile:
     ablation_seeds: int = 3  # the first seeds the ablation campaign trains (lite: what the CPU budget allows)
     precision_seeds: int = 1  # the first seeds the fp32 accuracy check trains (lite: all three, seed spread vs seed spread)
     convergence: Convergence | None = None  # the `convergence` campaign (None: the profile has none)
+    transfer: Transfer | None = None  # the `transfer` campaign (None: the profile has none)
     sam_train_protocol: str | None = None  # split protocol of the Polyp-SAM training set (None: sam_test_protocol)
     sam_jitters: tuple[float, ...] = (0.05, 0.1, 0.2)  # box jitters Polyp-SAM is tested with (fraction of box size)
     description: str = ""
@@ -94,6 +107,11 @@ SMOKE_RECIPE = {"epochs": 2, "max_steps_per_epoch": 1, "batch_size": 2, "augment
 LITE_CONVERGENCE_TIMING = Timing(epoch_s={"gmsrf": 370.0, "unet": 220.0}, eval_s={"gmsrf": 200.0, "unet": 200.0},
                                  measured="AMD EPYC (AVX512), fp32, 1 thread per run, 2 runs at once")
 CONVERGENCE_SCHEDULE = {"schedule": "warmup-cosine", "warmup_epochs": 2, "warmup_start_lr": 1e-5, "min_lr": 1e-6}
+FP32 = {"precision": "fp32", "channels_last": False}  # one recipe on every CPU
+# `transfer`: the pretraining run is the profile's Polyp-SAM `full` recipe (lite: 30 epochs, warm-up + cosine; the
+# stored lite runs of that recipe plateau from epoch 21); each arm fine-tunes 20 epochs of its labelled budget (lite:
+# 90-118 CVC-ColonDB frames, 11-15 optimiser steps of 8 images an epoch) with the same schedule and learning rate
+TRANSFER_SCHEDULE = {"epochs": 20, "warmup_epochs": 2}
 PROFILES: dict[str, BookProfile] = {
     "smoke": BookProfile(
         name="smoke", device="cpu", source="synthpolyp-A", sources=("synthpolyp-A",),
@@ -104,6 +122,7 @@ PROFILES: dict[str, BookProfile] = {
         sam_model="polyp-sam-tiny", sam_options={"allow_scratch": True}, sam_test_protocol="gmsrf", n_examples=4,
         recipe=SMOKE_RECIPE, sam_recipe={**SMOKE_RECIPE, "grad_accum": 1, "warmup_epochs": 1},
         convergence=Convergence(("gmsrf", "unet-original"), {**CONVERGENCE_SCHEDULE, "warmup_epochs": 1}, (1,)),
+        transfer=Transfer("synthpolyp-B", {}, {"epochs": 3}),  # 3 epochs: not the polyp-sam campaign's run
         description="CPU, synthetic `synthpolyp` data, tiny models and a few optimiser steps: the numbers check "
                     "that the pipeline runs end to end and say nothing about the methods' accuracy",
     ),
@@ -122,6 +141,7 @@ PROFILES: dict[str, BookProfile] = {
         precision_seeds=3,  # three fp32 seeds against three bf16 ones: one seed cannot tell precision from seed noise
         convergence=Convergence(("gmsrf", "unet"), {"epochs": 20, "precision": "fp32", "channels_last": False,
                                                     **CONVERGENCE_SCHEDULE}, (5, 10, 15), LITE_CONVERGENCE_TIMING),
+        transfer=Transfer("cvc-colondb", {**FP32, **TRANSFER_SCHEDULE}, FP32),
         description="CPU, real Kvasir-SEG -> CVC-ColonDB at 128x128, every model from scratch, the GMSRF paper "
                     "recipe but fewer epochs",
     ),
@@ -133,7 +153,7 @@ PROFILES: dict[str, BookProfile] = {
         baselines=("unet", "unetplusplus", "deeplabv3plus"),
         baseline_options={name: {"encoder_weights": "imagenet"} for name in ("unet", "unetplusplus", "deeplabv3plus")},
         sam_model="polyp-sam-b", sam_options={}, sam_test_protocol="pranet", sam_train_protocol="polyp-sam",
-        n_examples=8, from_scratch=False,
+        n_examples=8, from_scratch=False, transfer=Transfer("cvc-colondb", TRANSFER_SCHEDULE, None),
         description="GPU, real data, the papers' recipes from ImageNet (GMSRF-Net, baselines) and SAM weights",
     ),
 }

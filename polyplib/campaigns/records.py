@@ -5,7 +5,8 @@ place that reads older results:
 - no `tests_at_epoch`: every result but those of the convergence campaign;
 - a cascade entry without `detector`: written before the detector's training was recorded;
 - per-image scores without the report card's columns (`hd95`, `nsd`, `area`, `pred_empty`, `segment`);
-- a provenance field a result lacks reads as None."""
+- a provenance field a result lacks reads as None;
+- no `pretraining`: every run that starts from its model's own initialisation (or SAM's released weights)."""
 from __future__ import annotations
 
 import copy
@@ -57,7 +58,8 @@ class Provenance:
 
 @dataclasses.dataclass(frozen=True)
 class DetectorRecord:
-    """Which training of a cascade detector drew a cascade entry's boxes."""
+    """Which training of another run this one used: the cascade detector that drew a cascade entry's boxes, or the
+    pretraining run whose selected weights a transfer run started from."""
 
     run_id: str
     best_epoch: int | None
@@ -139,6 +141,7 @@ class RunResult:
     tests: tuple[TestEntry, ...]
     tests_at_epoch: tuple[TestPoint, ...] = ()
     checksum: str | None = None
+    pretraining: DetectorRecord | None = None  # the run whose selected weights it started from (`RunSpec.init`)
 
     @property
     def labels(self) -> dict[str, Any]:
@@ -165,7 +168,8 @@ class RunResult:
                        tuple(TestEntry.from_dict(e) for e in data["tests"]),
                        tuple(TestPoint(p["epoch"], tuple(TestEntry.from_dict(e) for e in p["tests"]))
                              for p in data.get("tests_at_epoch", ())),
-                       data.get("checksum"))
+                       data.get("checksum"),
+                       None if data.get("pretraining") is None else DetectorRecord(**data["pretraining"]))
 
         return _parsed(build, path)
 
@@ -176,6 +180,8 @@ class RunResult:
                "tests": [e.to_dict() for e in self.tests]}
         if self.tests_at_epoch:
             out["tests_at_epoch"] = [p.to_dict() for p in self.tests_at_epoch]
+        if self.pretraining is not None:
+            out["pretraining"] = self.pretraining.to_dict()
         return copy.deepcopy(out if self.checksum is None else {**out, "checksum": self.checksum})
 
 

@@ -99,8 +99,10 @@ def estimated_cost(spec: RunSpec, root: str | None) -> float | None:
         return None
     cfg = spec.config
     try:
-        ids = dataset_ids(cfg["dataset"], root, **cfg["dataset_options"])
-        n = len(get_split(cfg["dataset"], cfg["protocol"], root, ids=ids, **cfg["dataset_options"])[cfg["train_split"]])
+        options = dict(cfg["dataset_options"])
+        seed = options.pop("split_seed", None)
+        ids = dataset_ids(cfg["dataset"], root, **options)
+        n = len(get_split(cfg["dataset"], cfg["protocol"], root, seed, ids=ids, **options)[cfg["train_split"]])
     except Exception:  # noqa: BLE001  (absent data: no estimate)
         return None
     options = cfg["model_options"]
@@ -171,7 +173,8 @@ def _job(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 def _payloads(campaigns: list[Campaign], ctx: Context, only: str | None, deadline: float | None) -> list[dict]:
-    """The runs still to do, those without a cascade detector first (their detectors train in the first wave)."""
+    """The runs still to do, those without a cascade detector first (their detectors train in the first wave) and
+    those that start from another run's weights last; `needs`: the id of the run one starts from."""
     todo = []
     for campaign in campaigns:
         store = ctx.store(campaign)
@@ -179,8 +182,16 @@ def _payloads(campaigns: list[Campaign], ctx: Context, only: str | None, deadlin
             if store.find(spec) is None:
                 todo.append({"context": dataclasses.asdict(ctx), "profile": campaign.profile,
                              "campaign": campaign.name, "spec": spec.to_dict(), "deadline": deadline,
-                             "label": " ".join(str(v) for v in spec.labels.values())})
-    return sorted(todo, key=lambda p: bool(RunSpec.from_dict(p["spec"]).detectors()))
+                             "label": " ".join(str(v) for v in spec.labels.values()), "id": spec.run_id,
+                             "needs": None if spec.init is None else spec.pretrained().run_id})
+    return sorted(todo, key=lambda p: (bool(RunSpec.from_dict(p["spec"]).detectors()) or bool(p["needs"]),
+                                       bool(p["needs"])))
+
+
+def _ready(pending: list[dict], running: dict[Any, dict]) -> dict | None:
+    """The first pending run whose starting run is neither pending nor running (None: all wait for one)."""
+    busy = {p["id"] for p in pending} | {p["id"] for p in running.values()}
+    return next((p for p in pending if p["needs"] not in busy), None)
 
 
 def run_campaigns(campaigns: list[Campaign], ctx: Context, *, only: str | None = None, jobs: int = 1,
@@ -231,8 +242,11 @@ def _run_local(todo: list[dict], jobs: int, deadline: float | None, report) -> l
     with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"), max_tasks_per_child=1) as pool:
         running: dict[Any, dict] = {}
         while pending or running:
-            while pending and len(running) < jobs and (deadline is None or time.time() < deadline):
-                payload = pending.pop(0)
+            while len(running) < jobs and (deadline is None or time.time() < deadline):
+                payload = _ready(pending, running)
+                if payload is None:
+                    break
+                pending.remove(payload)
                 running[pool.submit(_job, payload)] = payload
             if not running:
                 break

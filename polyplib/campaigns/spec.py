@@ -59,6 +59,7 @@ class RunSpec:
     tests: tuple[dict[str, Any], ...]
     prompts: tuple[dict[str, Any], ...] = ()  # Polyp-SAM: gt-box (jitter), cascade (detector spec), box-fill
     labels: dict[str, Any] = dataclasses.field(default_factory=dict, compare=False)
+    init: dict[str, Any] | None = None  # the run whose selected weights this one starts from (`nested_dict`)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -71,18 +72,21 @@ class RunSpec:
             raise ConfigError(f"run spec config must not hold {stray}: they are set where the run executes")
 
     @classmethod
-    def from_config(cls, kind: str, config: "TrainConfig", tests, prompts=(), **labels: Any) -> "RunSpec":
-        """The spec of a TrainConfig (paths, device and progress dropped) with its test sets and prompts."""
+    def from_config(cls, kind: str, config: "TrainConfig", tests, prompts=(), init: "RunSpec | None" = None,
+                    **labels: Any) -> "RunSpec":
+        """The spec of a TrainConfig (paths, device and progress dropped) with its test sets and prompts, started from
+        the selected weights of the run `init` (None: the model's own initialisation)."""
         fields = {k: v for k, v in config.to_dict().items() if k not in NOT_HASHED}
-        return cls(kind, fields, tuple(tests), tuple(prompts), labels)
+        return cls(kind, fields, tuple(tests), tuple(prompts), labels, None if init is None else init.nested_dict())
 
     def identity(self) -> dict[str, Any]:
         """Everything that determines the numbers (the labels do not): the V1 options, and later options that differ
         from their default."""
         defaults = _defaults()
         config = {k: v for k, v in self.config.items() if k in V1_OPTIONS or v != defaults.get(k, _MISSING)}
-        return {"format": SPEC_FORMAT, "kind": self.kind, "config": config, "tests": list(self.tests),
-                "prompts": list(self.prompts)}
+        identity = {"format": SPEC_FORMAT, "kind": self.kind, "config": config, "tests": list(self.tests),
+                    "prompts": list(self.prompts)}
+        return identity if self.init is None else {**identity, "init": self.init}
 
     @property
     def run_id(self) -> str:
@@ -105,7 +109,7 @@ class RunSpec:
         if data.get("format") != SPEC_FORMAT:
             raise ConfigError(f"run spec format {data.get('format')!r} is not {SPEC_FORMAT!r}")
         return cls(data["kind"], data["config"], tuple(data["tests"]), tuple(data.get("prompts", ())),
-                   data.get("labels", {}))
+                   data.get("labels", {}), data.get("init"))
 
     def resolved(self, device: str = "auto") -> "RunSpec":
         """The explicit recipe this run trains with on `device` (precision=auto and channels_last=None as the trainer
@@ -125,7 +129,8 @@ class RunSpec:
             config["channels_last"] = channels_last_for(config["channels_last"], device_type, config["precision"])
         prompts = tuple({**p, "detector": RunSpec.from_dict(p["detector"]).resolved_on(device_type, native_bf16)
                          .nested_dict()} if "detector" in p else p for p in self.prompts)
-        return dataclasses.replace(self, config=config, prompts=prompts)
+        init = None if self.init is None else self.pretrained().resolved_on(device_type, native_bf16).nested_dict()
+        return dataclasses.replace(self, config=config, prompts=prompts, init=init)
 
     def equivalents(self) -> list["RunSpec"]:
         """This spec and every explicit recipe it resolves to on some machine (`MACHINES`): a stored result of any of
@@ -151,8 +156,8 @@ class RunSpec:
     def datasets(self) -> list[str]:
         """Every on-disk dataset this run reads (training, tests, a cascade detector's)."""
         names = [self.config["dataset"], *(t["dataset"] for t in self.tests)]
-        for detector in self.detectors():
-            names += detector.datasets()
+        for run in (*self.detectors(), *([self.pretrained()] if self.init is not None else [])):
+            names += run.datasets()
         return [n for n in dict.fromkeys(names) if n != "synthpolyp"]
 
     def detectors(self) -> list["RunSpec"]:
@@ -160,3 +165,9 @@ class RunSpec:
         from polyplib.campaigns.box_prompts import CascadeBox, box_prompt
 
         return [p.run for p in map(box_prompt, self.prompts) if isinstance(p, CascadeBox)]
+
+    def pretrained(self) -> "RunSpec":
+        """The run whose selected weights this one starts from (a ConfigError when it starts from none)."""
+        if self.init is None:
+            raise ConfigError(f"run {self.run_id} starts from no other run's weights")
+        return RunSpec.from_dict(self.init)

@@ -22,6 +22,7 @@ from polyplib.errors import DataError
 N_SEQUENCES = {"cvc-colondb": 15}  # Bernal, Sánchez, Vilariño, Pattern Recognition 2012
 SHIPPED = {"cvc-colondb": "cvc-colondb-segments.csv"}  # polyplib/data/metadata/, written by `polyplib datasets segments`
 SHIPPED_DUPLICATES = {"kvasir-seg": "kvasir-seg-near-duplicates.csv"}  # by `polyplib datasets duplicates --out`
+N_FOLDS = 3  # folds of the `sequences` transfer split: one third of the units is the labelled budget
 COSTS = ("l2", "rbf")
 MIN_SIZE = 3  # frames: the shortest segment the detector may return
 TOLERANCE = 1  # frames: boundaries of two descriptions this close are the same boundary
@@ -124,6 +125,31 @@ def shipped_segments(name: str) -> dict[str, int] | None:
     if name not in SHIPPED:
         return None
     return {row["id"]: int(row["segment"]) for row in _shipped_rows(SHIPPED[name])}
+
+
+def sequence_folds(ids: list[str], segments: dict[str, int] | None, fold: int,
+                   n_folds: int = N_FOLDS) -> dict[str, list[str]]:
+    """Transfer split by whole units (segments; each image its own unit when `segments` is None): the units of
+    naturally sorted rank `fold` mod `n_folds` are the labelled budget (their last quarter of units validates, the
+    rest fine-tunes), every other unit is the test set, so no sequence is shared between the two sides."""
+    from polyplib.data.io import natural_key
+
+    if not 0 <= fold < n_folds:
+        raise DataError(f"fold {fold} of the sequences split does not exist: choose 0 to {n_folds - 1} (split_seed)")
+    ordered = sorted(ids, key=natural_key)
+    unknown = [i for i in ordered if segments is not None and i not in segments]
+    if unknown:
+        raise DataError(f"{len(unknown)} images have no video segment in the shipped table (e.g. {unknown[:3]}): the "
+                        "sequences split needs the dataset's original file names")
+    unit_of = {i: (segments[i] if segments is not None else i) for i in ordered}
+    units = list(dict.fromkeys(unit_of[i] for i in ordered))
+    budget = units[fold::n_folds]
+    if len(budget) < 2:
+        raise DataError(f"the sequences split needs at least {2 * n_folds} units; it found {len(units)}")
+    n_val = -(-len(budget) // 4)
+    val, fine_tune = set(budget[-n_val:]), set(budget[:-n_val])
+    parts = {"train": fine_tune, "val": val, "test": set(units) - set(budget)}
+    return {part: [i for i in ordered if unit_of[i] in chosen] for part, chosen in parts.items()}
 
 
 def shipped_duplicates(name: str) -> list[tuple[str, str]]:

@@ -1,4 +1,5 @@
-"""Splits: GMSRF 80/10/10 (§III-A), PraNet lists, official Kvasir-SEG 880/120, Polyp-SAM 80/20 (§2.4)."""
+"""Splits: GMSRF 80/10/10 (§III-A), PraNet lists, official Kvasir-SEG 880/120, Polyp-SAM 80/20 (§2.4), and
+`sequences`: transfer folds by whole video segments (`polyplib.data.frames.sequence_folds`)."""
 from __future__ import annotations
 
 import hashlib
@@ -14,8 +15,8 @@ from polyplib.data.io import DataWarning, natural_key
 from polyplib.data.registry import data_root, dataset_ids, get_spec
 from polyplib.errors import ConfigError, DataError
 
-PROTOCOLS = ("gmsrf", "pranet", "kvasir-official", "polyp-sam")
-DEFAULT_SEEDS = {"gmsrf": 0, "polyp-sam": 42}
+PROTOCOLS = ("gmsrf", "pranet", "kvasir-official", "polyp-sam", "sequences")
+DEFAULT_SEEDS = {"gmsrf": 0, "polyp-sam": 42, "sequences": 0}  # sequences: the seed is the fold
 ENV_SPLITS = "POLYPLIB_SPLITS"
 PRANET_LISTS = {
     "kvasir-seg": {"train": ("pranet_train_Kvasir",), "test": ("pranet_test_Kvasir",)},
@@ -95,7 +96,8 @@ def _stored_gmsrf(name: str, ids: list[str], seed: int, root) -> dict[str, list[
 
 def get_split(name: str, protocol: str, root: str | os.PathLike | None = None, seed: int | None = None, *,
               ids: list[str] | None = None, **options) -> dict[str, list[str]]:
-    """Ids per split of `name` under `protocol` (seed None: protocol default, gmsrf 0, polyp-sam 42)."""
+    """Ids per split of `name` under `protocol` (seed None: protocol default, gmsrf 0, polyp-sam 42; under
+    `sequences` the seed is the fold)."""
     get_spec(name)
     if protocol not in PROTOCOLS:
         raise ConfigError(f"unknown split protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
@@ -112,6 +114,10 @@ def get_split(name: str, protocol: str, root: str | os.PathLike | None = None, s
         ids = dataset_ids(name, root, **options)
     if protocol == "polyp-sam":
         return polyp_sam_partition(ids, seed)
+    if protocol == "sequences":
+        from polyplib.data.frames import sequence_folds, shipped_segments
+
+        return sequence_folds(ids, shipped_segments(name), seed)
     if name == "synthpolyp":
         return gmsrf_partition(ids, seed)
     return _stored_gmsrf(name, ids, seed, root)
