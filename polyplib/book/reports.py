@@ -12,7 +12,7 @@ from polyplib.book import analysis, transfer
 from polyplib.book.analysis import REFERENCE, Verdict
 from polyplib.book.plots import gap_figure, jitter_figure, learning_curves
 from polyplib.book.results import CampaignView
-from polyplib.campaigns.collect import recipe_name
+from polyplib.campaigns.collect import missing_runs, recipe_name
 from polyplib.stats import N_RESAMPLES
 
 GMSRF_COLUMNS = ("dice", "iou", "recall", "precision")  # GMSRF protocol: threshold 0.5 at the model's size (Sec. III)
@@ -444,9 +444,12 @@ def verdict_table(results_dir: Any = None) -> pd.DataFrame:
                                         for n in ("cross-dataset", "ablations", "polyp-sam", "precision"))
         found = []
         converged = stored(profile, "convergence", results_dir) if profile == "lite" else None
+        complete = converged is not None and converged.results and not missing_runs(converged.campaign,
+                                                                                   converged.results)
         if converged is not None and converged.results:  # the converged comparison is the claim's evidence
-            found.append(("convergence", analysis.generalisation_verdict(converged)))
-        elif cross.results:
+            name = "convergence" if complete else f"convergence ({converged.coverage()}: not all seeds yet)"
+            found.append((name, analysis.generalisation_verdict(converged)))
+        if cross.results and not complete:  # the 10-epoch first look until every converged run is stored
             found.append(("cross-dataset", analysis.generalisation_verdict(cross)))
         if ablations.results and cross.results:
             found.append(("ablations", ablation_verdict(ablations, [cross, check])))
