@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Any, Iterator
 
 
 @contextlib.contextmanager
@@ -31,3 +32,11 @@ def atomic_write(path: str | Path, mode: str = "w") -> Iterator[IO]:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def write_json_atomic(path: str | Path, payload: Any) -> Path:
+    """Write compact JSON atomically (`atomic_write`)."""
+    path = Path(path)
+    with atomic_write(path) as handle:
+        handle.write(json.dumps(payload, separators=(",", ":"), allow_nan=True) + "\n")
+    return path

@@ -4,7 +4,7 @@ import torch
 
 from polyplib.engine.bench import (comparison, format_table, interleaved, matmul_peak_flops, paired_ratios, recipes,
                                    summarize, timing_line, trust_warning)
-from polyplib.engine.trainer import channels_last_for, native_bf16_cpu, precision_name, resolve_precision
+from polyplib.engine.precision import channels_last_for, native_bf16_cpu, precision_name, resolve_precision
 
 
 def test_matmul_peak_is_a_plausible_cpu_rate():

@@ -7,10 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from polyplib import viz
-from polyplib.atomic import atomic_write
+from polyplib.atomic import atomic_write, write_json_atomic
 from polyplib.book.results import RESULTS_DIR, stored
 from polyplib.campaigns import MODEL_LABELS, default_work
-from polyplib.campaigns.store import write_json_atomic
 from polyplib.errors import ConfigError
 
 

@@ -71,7 +71,7 @@ def per_image(results: list[dict[str, Any]], test: str, prompt: str = "none") ->
 
 def recipe_name(result: dict[str, Any]) -> str:
     """How a stored run was trained: `bf16 + channels-last`, `fp32 NCHW`, ..."""
-    from polyplib.engine.trainer import channels_last_for
+    from polyplib.engine.precision import channels_last_for
 
     config = result["spec"]["config"]
     device_type = "cpu" if result["provenance"].get("device") == "cpu" else "cuda"

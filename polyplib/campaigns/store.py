@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from polyplib.campaigns.spec import RunSpec
 
-from polyplib.atomic import atomic_write
+from polyplib.atomic import write_json_atomic
 from polyplib.campaigns.integrity import checksum, inconsistency
 from polyplib.errors import DataError
 
@@ -21,13 +21,6 @@ REQUIRED = ("format", "run_id", "profile", "campaign", "spec", "provenance", "tr
 
 class StoreWarning(UserWarning):
     """A stored result that disagrees with itself: named once, then treated as missing."""
-
-
-def write_json_atomic(path: Path, payload: Any) -> Path:
-    """Write compact JSON atomically (`polyplib.atomic.atomic_write`)."""
-    with atomic_write(path) as handle:
-        handle.write(json.dumps(payload, separators=(",", ":"), allow_nan=True) + "\n")
-    return path
 
 
 class Store:

@@ -12,8 +12,10 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from polyplib.atomic import write_json_atomic
+from polyplib.engine.precision import autocast
 from polyplib.engine.provenance import provenance
-from polyplib.engine.trainer import _autocast, resolve_device
+from polyplib.engine.trainer import resolve_device
 
 VARIANTS = ("paper", "official")
 
@@ -34,7 +36,7 @@ def recipes(device: torch.device, quick: bool) -> dict[str, Recipe]:
     """`ours`: the book's recipe (bf16 autocast and channels-last on GPUs and, as in the lite profile, on CPUs with
     native bf16; fused Adam; the boundary weight computed once per batch; compiled on GPU) against the authors' line
     (fp32, eager, NCHW, their loss with its 31x31 pooling per output, a Python loop of gradient clamps)."""
-    from polyplib.engine.trainer import native_bf16_cpu
+    from polyplib.engine.precision import native_bf16_cpu
 
     cuda = device.type == "cuda"
     fast = cuda or native_bf16_cpu()
@@ -157,7 +159,7 @@ def training_step(variant: str, recipe: Recipe, device: torch.device, batch: int
     images, masks = _synthetic_batch(batch, size, device, recipe.channels_last)
 
     def step() -> None:
-        with _autocast(device, recipe.amp_dtype):
+        with autocast(device, recipe.amp_dtype):
             loss = loss_fn(step_model(images), masks)
         loss.backward()
         if recipe.legacy_loss:  # the authors' clip_gradient: a Python loop clamping each gradient
@@ -181,7 +183,7 @@ def inference_call(variant: str, recipe: Recipe, device: torch.device, batch: in
 
     @torch.no_grad()
     def call() -> None:
-        with _autocast(device, recipe.amp_dtype):
+        with autocast(device, recipe.amp_dtype):
             run(images)
 
     return call
@@ -331,8 +333,6 @@ def run_bench(suite: str = "gmsrf", quick: bool = False, device: str = "auto", o
         else:
             results["suites"]["sam"] = sam_bench.run_sam_bench(quick=quick, device=device, repeats=repeats)
     if out:
-        from polyplib.campaigns.store import write_json_atomic
-
         write_json_atomic(Path(out), results)
     return results
 

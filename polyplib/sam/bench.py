@@ -8,7 +8,8 @@ from typing import Any, Callable
 import torch
 
 from polyplib.engine.bench import _sync
-from polyplib.engine.trainer import _autocast, resolve_device
+from polyplib.engine.precision import autocast
+from polyplib.engine.trainer import resolve_device
 from polyplib.sam.build import build_sam
 from polyplib.sam.model import PolypSAM
 
@@ -34,7 +35,7 @@ def authors_step(model: PolypSAM, batch: dict, optimizer, scaler, amp: torch.dty
     """ricklisz/Polyp-SAM finetune_all cell9/12: per-image encoder/decoder, fp16 autocast, one step per batch."""
     sam, n, size = model.sam, batch["image"].shape[0], model.image_size
     for i in range(n):
-        with _autocast(batch["image"].device, amp):
+        with autocast(batch["image"].device, amp):
             with torch.set_grad_enabled(model.strategy == "full"):
                 emb = sam.image_encoder(batch["image"][i:i + 1])
                 sparse, dense = sam.prompt_encoder(points=None, boxes=batch["boxes"][i:i + 1], masks=None)
@@ -51,7 +52,7 @@ def authors_step(model: PolypSAM, batch: dict, optimizer, scaler, amp: torch.dty
 
 def ours_step(net: Callable, inputs: torch.Tensor, batch: dict, optimizer, amp: torch.dtype | None) -> None:
     """Our step: the whole batch at once (images, or cached embeddings for `decoder`), bf16 autocast."""
-    with _autocast(inputs.device, amp):
+    with autocast(inputs.device, amp):
         loss = soft_dice_loss(torch.sigmoid(net(inputs, batch["boxes"]).float()), batch["mask"])
     loss.backward()
     optimizer.step()
@@ -103,7 +104,7 @@ def run_sam_bench(quick: bool = False, device: str = "auto", size: str | None = 
         if strategy == "full":
             net, inputs = (torch.compile(model) if compile else model), data["image"]
         else:
-            with torch.no_grad(), _autocast(dev, ours_amp):
+            with torch.no_grad(), autocast(dev, ours_amp):
                 start = time.perf_counter()
                 inputs = model.encode(data["image"]).float()
                 _sync(dev)
@@ -130,7 +131,7 @@ def run_sam_bench(quick: bool = False, device: str = "auto", size: str | None = 
 
     @torch.no_grad()
     def infer() -> None:
-        with _autocast(dev, ours_amp):
+        with autocast(dev, ours_amp):
             predict(one["image"], one["boxes"])
 
     latency = 1000 * statistics.median(timed(infer, dev, 3 if quick else 20, warmup))
