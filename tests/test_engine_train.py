@@ -117,10 +117,10 @@ def test_sigkilled_training_process_resumes_to_the_same_weights(tmp_path):
 
 
 def test_non_finite_loss_stops_with_the_epoch_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
-    from polyplib import losses
+    from polyplib.engine import trainer
 
     out = tmp_path / "run"
-    real = losses.build_loss
+    real = trainer.build_loss
 
     def nan_from_epoch_2(name, **options):
         fn = real(name, **options)
@@ -129,7 +129,7 @@ def test_non_finite_loss_stops_with_the_epoch_and_keeps_the_last_good_checkpoint
             return fn(outputs, target) * (float("nan") if (out / "log.jsonl").read_text().strip() else 1.0)
         return loss
 
-    monkeypatch.setattr(losses, "build_loss", nan_from_epoch_2)
+    monkeypatch.setattr(trainer, "build_loss", nan_from_epoch_2)
     with pytest.raises(FloatingPointError, match=r"epoch 2 \(by step"):
         train(tiny(tmp_path, epochs=3, save_every_steps=1))
     last, best = load_checkpoint(out / "last.pt"), load_checkpoint(out / "best.pt")

@@ -1,4 +1,4 @@
-"""Training, evaluation, checkpoints, presets, DDP and the speed benchmark."""
+"""Training (one trainer, its run kinds, the precision policy), evaluation, checkpoints, presets, DDP, benchmark."""
 from polyplib.engine.checkpoint import load_checkpoint, save_checkpoint
 from polyplib.engine.config import TrainConfig, apply_overrides
 from polyplib.engine.kinds import RunKind, kind_of, register_run_kind, run_kind, train

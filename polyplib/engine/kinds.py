@@ -62,8 +62,10 @@ def run_kind(name: str) -> RunKind:
 
 
 def kind_of(model: str | nn.Module) -> RunKind:
-    """The run kind that trains a model name, or that evaluates a model instance; the default kind otherwise."""
-    load_plugins()
+    """The run kind that trains a model name, or that evaluates a model instance (whose class, defined in a plugin,
+    was registered when the plugin was imported); the default kind otherwise."""
+    if isinstance(model, str):
+        load_plugins()
     for kind in _KINDS.values():
         if isinstance(model, str) and model in kind.models:
             return kind

@@ -569,9 +569,9 @@ class TrainingRun:
         if self.info.is_main:
             (self.out / "result.json").write_text(json.dumps(
                 {"best_metric": result.best_metric, "best_epoch": result.best_epoch, "select": cfg.select,
-                 "rank_digests": result.rank_digests, "epochs": cfg.epochs, "world_size": self.info.world_size}, indent=2) + "\n")
+                 "rank_digests": result.rank_digests, "epochs": cfg.epochs, "world_size": self.info.world_size},
+                indent=2) + "\n")
         return result
-
 
     def _result(self, complete: bool) -> TrainResult:
         digests = all_gather_objects(weights_digest(self.model), self.info) if complete else []
