@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from polyplib.bench.timing import interleaved, summarize
-from polyplib.engine.trainer import _autocast, native_bf16_cpu
+from polyplib.engine.precision import autocast, native_bf16_cpu
 from polyplib.models import create_model
 
 
@@ -30,7 +30,7 @@ def step(model_name: str, bf16: bool, batch: int, size: int):
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
 
     def call() -> None:
-        with _autocast(torch.device("cpu"), torch.bfloat16 if bf16 else None):
+        with autocast(torch.device("cpu"), torch.bfloat16 if bf16 else None):
             out = model(images)
         logits = (out[0] if isinstance(out, (list, tuple)) else out).float()
         target = masks if logits.shape[-2:] == masks.shape[-2:] else torch.zeros_like(logits)  # SAM: embeddings

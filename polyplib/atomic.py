@@ -34,8 +34,9 @@ def atomic_write(path: str | Path, mode: str = "w") -> Iterator[IO]:
         os.close(dir_fd)
 
 
-def write_json_atomic(path: Path, payload: Any) -> Path:
+def write_json_atomic(path: str | Path, payload: Any) -> Path:
     """Write compact JSON atomically (`atomic_write`)."""
+    path = Path(path)
     with atomic_write(path) as handle:
         handle.write(json.dumps(payload, separators=(",", ":"), allow_nan=True) + "\n")
     return path

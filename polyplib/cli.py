@@ -142,18 +142,10 @@ def build_config(args: argparse.Namespace):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """Train a model; Polyp-SAM models go to `polyplib.sam.training.train`."""
+    """Train a model with the run kind that trains it (`polyplib.engine.kinds`)."""
+    from polyplib.engine import train
+
     config = build_config(args)
-    if config.model.startswith("polyp-sam"):
-        try:
-            from polyplib.sam.training import train
-        except ModuleNotFoundError as err:
-            if err.name not in ("polyplib.sam", "polyplib.sam.training"):
-                raise
-            raise ConfigError(f"model {config.model!r}: Polyp-SAM training (polyplib.sam.training) "
-                              "is not available") from None
-    else:
-        from polyplib.engine import train
     result = train(config, resume=args.resume, overwrite=args.overwrite)
     data = {"out_dir": str(result.out_dir), "best_checkpoint": str(result.best_checkpoint or ""),
             "last_checkpoint": str(result.last_checkpoint), "best_metric": result.best_metric,

@@ -9,6 +9,7 @@ The official GMSRF/PraNet training code has two bugs (notes §1.5), reproduced o
 """
 from __future__ import annotations
 
+import inspect
 from typing import Callable
 
 import torch
@@ -16,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from polyplib.errors import ConfigError
+from polyplib.plugins import load_plugins
 
 Outputs = torch.Tensor | tuple[torch.Tensor, ...] | list[torch.Tensor]
 
@@ -119,9 +121,19 @@ class DeepSupervisionLoss(nn.Module):
         return torch.stack([self.loss(o, target, **extra) for o in outputs]).sum()
 
 
+_PLUGIN_LOSSES: dict[str, Callable[..., Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]] = {}
+
+
+def register_loss(name: str, builder: Callable[..., Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]) -> None:
+    """Register `builder(**options) -> loss(logits, target)` under `name` (a plugin's loss, e.g. Polyp-SAM's)."""
+    if name in _PLUGIN_LOSSES and _PLUGIN_LOSSES[name] is not builder:
+        raise ConfigError(f"loss name {name!r} is already registered by {_PLUGIN_LOSSES[name].__module__}")
+    _PLUGIN_LOSSES[name] = builder
+
+
 def build_loss(name: str, **options) -> DeepSupervisionLoss:
-    """`structure` (option `legacy_bugs`), `dice` / `bce-dice` (options `smooth`, `rowwise`), `monai-dice`
-    (Polyp-SAM notebooks), `dice-bce-authors` (the GMSRF code's validation loss, main output only); all sum
+    """`structure` (option `legacy_bugs`), `dice` / `bce-dice` (options `smooth`, `rowwise`), `dice-bce-authors`
+    (the GMSRF code's validation loss, main output only), and the plugins' losses (Polyp-SAM: `monai-dice`); all sum
     deep-supervision outputs."""
     if name == "structure":
         legacy = options.pop("legacy_bugs", False)
@@ -133,19 +145,20 @@ def build_loss(name: str, **options) -> DeepSupervisionLoss:
         if options:
             raise ConfigError(f"loss 'dice-bce-authors' has no options; got {sorted(options)}")
         return DeepSupervisionLoss(authors_val_loss, main_only=True)
-    if name == "monai-dice":
-        from polyplib.sam.losses import monai_dice_loss
-
-        unknown = sorted(set(options) - {"rowwise", "smooth"})
-        if unknown:
-            raise ConfigError(f"loss 'monai-dice' has no option(s) {unknown}; valid: ['rowwise', 'smooth']")
-        return DeepSupervisionLoss(monai_dice_loss(**options))
     if name in LOSSES:
         smooth, rowwise = options.pop("smooth", 1.0), options.pop("rowwise", False)
         if options:
             raise ConfigError(f"loss {name!r} has no option(s) {sorted(options)}; valid: ['rowwise', 'smooth']")
         return DeepSupervisionLoss(lambda o, t: LOSSES[name](o, t, smooth, rowwise))
-    names = ["structure", *LOSSES, "monai-dice", "dice-bce-authors"]
+    if name not in _PLUGIN_LOSSES:
+        load_plugins()
+    if name in _PLUGIN_LOSSES:
+        valid = sorted(inspect.signature(_PLUGIN_LOSSES[name]).parameters)
+        unknown = sorted(set(options) - set(valid))
+        if unknown:
+            raise ConfigError(f"loss {name!r} has no option(s) {unknown}; valid: {valid}")
+        return DeepSupervisionLoss(_PLUGIN_LOSSES[name](**options))
+    names = ["structure", *LOSSES, *_PLUGIN_LOSSES, "dice-bce-authors"]
     raise ConfigError(f"unknown loss {name!r}; choose one of {names}")
 
 

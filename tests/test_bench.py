@@ -6,7 +6,7 @@ from polyplib.bench import BenchResult, format_table
 from polyplib.bench.gmsrf import authors_loss, recipes
 from polyplib.bench.timing import (comparison, interleaved, matmul_peak_flops, paired_ratios, summarize, timed,
                                    timing_line, trust_warning)
-from polyplib.engine.trainer import channels_last_for, native_bf16_cpu, precision_name, resolve_precision
+from polyplib.engine.precision import channels_last_for, native_bf16_cpu, precision_name, resolve_precision
 
 
 def test_matmul_peak_is_a_plausible_cpu_rate():

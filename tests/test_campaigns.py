@@ -202,11 +202,11 @@ def test_missing_dataset_is_unavailable_not_a_crash(tmp_path):
 
 def test_bf16_run_is_unavailable_on_a_cpu_without_native_bf16_and_runs_where_it_has_it(tmp_path, monkeypatch):
     from polyplib.campaigns.execute import unavailable
-    from polyplib.engine import trainer
+    from polyplib.engine import precision
 
     camp = tiny_campaign([tiny_spec(0, epochs=1, precision="bf16"), tiny_spec(0, epochs=1, precision="fp32")])
     ctx = context(tmp_path, "emulated")
-    monkeypatch.setattr(trainer, "native_bf16_cpu", lambda: False)
+    monkeypatch.setattr(precision, "native_bf16_cpu", lambda: False)
     rows = {row["run_id"]: row for row in plan([camp], ctx, cost=False)}
     bf16, fp32 = (rows[spec.run_id] for spec in camp.runs)
     assert bf16["status"] == "unavailable" and "without native bf16" in bf16["detail"] and fp32["status"] == "missing"
@@ -224,7 +224,7 @@ def test_bf16_run_is_unavailable_on_a_cpu_without_native_bf16_and_runs_where_it_
     assert unavailable(spec, None, "cpu", tmp_path / "w") is None  # trained already: only its checkpoint is read
     sam["config"]["precision"] = "bf16"  # the SAM run itself in emulated bf16
     assert "without native bf16" in unavailable(RunSpec.from_dict(sam), None, "cpu", tmp_path / "w")
-    monkeypatch.setattr(trainer, "native_bf16_cpu", lambda: True)
+    monkeypatch.setattr(precision, "native_bf16_cpu", lambda: True)
     assert plan([camp], ctx, cost=False)[0]["status"] == "missing"  # the same run where the CPU computes bf16
 
 
@@ -353,7 +353,7 @@ def test_a_run_whose_model_outputs_nan_at_evaluation_fails_in_one_line_and_the_c
 
 
 def test_precision_auto_is_stored_as_this_machine_resolves_it_and_any_resolution_fulfils_it(tmp_path, monkeypatch):
-    from polyplib.engine import trainer
+    from polyplib.engine import precision
 
     auto = tiny_spec(0, epochs=1, precision="auto")  # channels_last: None (auto)
     fp32, bf16 = auto.resolved_on("cpu", False), auto.resolved_on("cpu", True)
@@ -363,7 +363,7 @@ def test_precision_auto_is_stored_as_this_machine_resolves_it_and_any_resolution
     assert fp32.resolved_on("cpu", True) == fp32 and fp32.equivalents() == [fp32]  # explicit: itself only
     assert len({auto.run_id, fp32.run_id, bf16.run_id}) == 3
     camp, ctx = tiny_campaign([auto]), context(tmp_path, "auto")
-    monkeypatch.setattr(trainer, "native_bf16_cpu", lambda: False)
+    monkeypatch.setattr(precision, "native_bf16_cpu", lambda: False)
     row = plan([camp], ctx, cost=False)[0]
     assert row["status"] == "missing" and row["run_id"] == fp32.run_id
     assert run_campaigns([camp], ctx, report=lambda _: None)["counts"] == {"done": 1}
@@ -371,7 +371,7 @@ def test_precision_auto_is_stored_as_this_machine_resolves_it_and_any_resolution
     assert [p.stem for p in store.folder.glob("*.json")] == [fp32.run_id]
     config = store.load(fp32.run_id).spec.config
     assert (config["precision"], config["channels_last"]) == ("fp32", False)
-    monkeypatch.setattr(trainer, "native_bf16_cpu", lambda: True)  # where bf16 is native: fulfilled, not re-run
+    monkeypatch.setattr(precision, "native_bf16_cpu", lambda: True)  # where bf16 is native: fulfilled, not re-run
     assert plan([camp], ctx, cost=False)[0]["status"] == "done"
     assert run_campaigns([camp], ctx, report=lambda _: None)["attempted"] == 0
     assert store.find(tiny_spec(0, epochs=1, precision="bf16", channels_last=True)) is None

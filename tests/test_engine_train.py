@@ -12,7 +12,7 @@ import torch
 
 from polyplib.engine import get_preset, load_checkpoint, train
 from polyplib.engine.history import read_log
-from polyplib.engine.trainer import _Run
+from polyplib.engine.trainer import TrainingRun
 from polyplib.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -60,17 +60,17 @@ def test_plateau_schedule_follows_validation_loss_and_accumulation_counts_steps(
 def test_interrupted_run_resumes_bit_identically_mid_epoch(tmp_path, monkeypatch):
     config = tiny(tmp_path, epochs=3, save_every_steps=1, augment=True)
     reference = train(config.replace(out_dir=str(tmp_path / "reference")))
-    original = _Run._optimizer_step
+    original = TrainingRun._optimizer_step
 
     def crash_at_step_6(self):
         original(self)
         if self.global_step == 6:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(_Run, "_optimizer_step", crash_at_step_6)
+    monkeypatch.setattr(TrainingRun, "_optimizer_step", crash_at_step_6)
     with pytest.raises(KeyboardInterrupt):
         train(config)
-    monkeypatch.setattr(_Run, "_optimizer_step", original)
+    monkeypatch.setattr(TrainingRun, "_optimizer_step", original)
     saved = load_checkpoint(tmp_path / "run" / "last.pt")
     assert saved["global_step"] == 5 and saved["batches_done"] > 0  # the last save was mid-epoch
     resumed = train(config, resume=True)
@@ -119,10 +119,10 @@ def test_sigkilled_training_process_resumes_to_the_same_weights(tmp_path):
 
 
 def test_non_finite_loss_stops_with_the_epoch_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
-    from polyplib import losses
+    from polyplib.engine import trainer
 
     out = tmp_path / "run"
-    real = losses.build_loss
+    real = trainer.build_loss
 
     def nan_from_epoch_2(name, **options):
         fn = real(name, **options)
@@ -131,7 +131,7 @@ def test_non_finite_loss_stops_with_the_epoch_and_keeps_the_last_good_checkpoint
             return fn(outputs, target) * (float("nan") if (out / "log.jsonl").read_text().strip() else 1.0)
         return loss
 
-    monkeypatch.setattr(losses, "build_loss", nan_from_epoch_2)
+    monkeypatch.setattr(trainer, "build_loss", nan_from_epoch_2)
     with pytest.raises(FloatingPointError, match=r"epoch 2 \(by step"):
         train(tiny(tmp_path, epochs=3, save_every_steps=1))
     last, best = load_checkpoint(out / "last.pt"), load_checkpoint(out / "best.pt")
@@ -141,7 +141,8 @@ def test_non_finite_loss_stops_with_the_epoch_and_keeps_the_last_good_checkpoint
 
 
 def test_cpu_defaults_follow_the_hardware_and_explicit_settings_win():
-    from polyplib.engine.trainer import build_optimizer, native_bf16_cpu, resolve_channels_last, resolve_precision
+    from polyplib.engine.precision import native_bf16_cpu, resolve_channels_last, resolve_precision
+    from polyplib.engine.trainer import build_optimizer
 
     cpu = torch.device("cpu")
     native = native_bf16_cpu()  # auto: bf16 where the CPU computes it (chapter 3 checks the accuracy), fp32 elsewhere
@@ -155,10 +156,10 @@ def test_cpu_defaults_follow_the_hardware_and_explicit_settings_win():
 
 
 def test_auto_settings_put_the_model_in_the_memory_format_they_report(tmp_path, monkeypatch):
-    from polyplib.engine import trainer
+    from polyplib.engine import precision
 
-    bf16 = _Run(tiny(tmp_path, "bf16", precision="bf16", channels_last=None, device="cpu"), resume=False)
-    fp32 = _Run(tiny(tmp_path, "fp32", precision="fp32", channels_last=None, device="cpu"), resume=False)
+    bf16 = TrainingRun(tiny(tmp_path, "bf16", precision="bf16", channels_last=None, device="cpu"), resume=False)
+    fp32 = TrainingRun(tiny(tmp_path, "fp32", precision="fp32", channels_last=None, device="cpu"), resume=False)
     convs = [m.weight for m in bf16.model.modules() if isinstance(m, torch.nn.Conv2d)]
     assert convs and bf16.channels_last and not fp32.channels_last  # channels-last follows bf16 on the CPU
     assert all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
@@ -166,25 +167,26 @@ def test_auto_settings_put_the_model_in_the_memory_format_they_report(tmp_path, 
                    if isinstance(m, torch.nn.Conv2d))
     assert bf16.amp_dtype == torch.bfloat16 and fp32.amp_dtype is None
     for native in (True, False):  # auto: bf16 + channels-last where the CPU computes bf16, fp32 NCHW where it emulates
-        monkeypatch.setattr(trainer, "native_bf16_cpu", lambda: native)
-        auto = _Run(tiny(tmp_path, f"auto-{native}", precision="auto", channels_last=None, device="cpu"), resume=False)
+        monkeypatch.setattr(precision, "native_bf16_cpu", lambda: native)
+        auto = TrainingRun(tiny(tmp_path, f"auto-{native}", precision="auto", channels_last=None, device="cpu"),
+                           resume=False)
         assert (auto.amp_dtype == torch.bfloat16) is native and auto.channels_last is native
 
 
 def test_bf16_on_a_cpu_that_emulates_it_warns_once_in_one_line(tmp_path, monkeypatch):
     import warnings
 
-    from polyplib.engine import trainer
+    from polyplib.engine import precision
 
-    monkeypatch.setattr(trainer, "native_bf16_cpu", lambda: False)
+    monkeypatch.setattr(precision, "native_bf16_cpu", lambda: False)
     with pytest.warns(UserWarning, match=r"precision=bf16: this CPU has no native bf16") as caught:
-        _Run(tiny(tmp_path, "emulated", precision="bf16", device="cpu"), resume=False)
+        TrainingRun(tiny(tmp_path, "emulated", precision="bf16", device="cpu"), resume=False)
     assert len(caught) == 1 and "\n" not in str(caught[0].message)
-    monkeypatch.setattr(trainer, "native_bf16_cpu", lambda: True)
+    monkeypatch.setattr(precision, "native_bf16_cpu", lambda: True)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # where the CPU computes bf16, or in fp32, nothing to say
-        _Run(tiny(tmp_path, "native", precision="bf16", device="cpu"), resume=False)
-        _Run(tiny(tmp_path, "fp32", precision="fp32", device="cpu"), resume=False)
+        TrainingRun(tiny(tmp_path, "native", precision="bf16", device="cpu"), resume=False)
+        TrainingRun(tiny(tmp_path, "fp32", precision="fp32", device="cpu"), resume=False)
 
 
 def test_snapshot_epochs_keep_the_weights_of_those_epochs_and_a_resumed_run_writes_the_same(tmp_path, monkeypatch):
@@ -202,7 +204,7 @@ def test_snapshot_epochs_keep_the_weights_of_those_epochs_and_a_resumed_run_writ
     assert any(not torch.equal(first["model"][k], last["model"][k]) for k in first["model"])
     model, _ = load_trained_model(snapshot_path(out, 1))
     assert weights_digest(model) != weights_digest(load_trained_model(snapshot_path(out, 3))[0])
-    original, stop_at = _Run.save_last, []
+    original, stop_at = TrainingRun.save_last, []
 
     def crash_after(self):  # killed between the snapshot hook and last.pt of epoch `stop_at[0]`
         if self.epoch == stop_at[0]:
@@ -211,17 +213,17 @@ def test_snapshot_epochs_keep_the_weights_of_those_epochs_and_a_resumed_run_writ
 
     resumed_cfg = config.replace(out_dir=str(tmp_path / "resumed"))
     resumed = tmp_path / "resumed"
-    monkeypatch.setattr(_Run, "save_last", crash_after)
+    monkeypatch.setattr(TrainingRun, "save_last", crash_after)
     stop_at.append(3)
     with pytest.raises(KeyboardInterrupt):
         train(resumed_cfg)
     assert load_checkpoint(resumed / "last.pt")["epoch"] == 2 and snapshot_path(resumed, 3).is_file()
-    monkeypatch.setattr(_Run, "save_last", original)
+    monkeypatch.setattr(TrainingRun, "save_last", original)
     train(resumed_cfg, resume=True)  # epoch 3 again, and its snapshot: the same weights as the uninterrupted run
     for epoch in (1, 3):
         assert_same_weights(load_checkpoint(snapshot_path(resumed, epoch))["model"],
                             load_checkpoint(snapshot_path(out, epoch))["model"])
-    monkeypatch.setattr(_Run, "save_last", crash_after)
+    monkeypatch.setattr(TrainingRun, "save_last", crash_after)
     stop_at[0] = 1
     with pytest.raises(KeyboardInterrupt):
         train(resumed_cfg)  # a fresh start in the same folder drops the snapshots it has not reached again

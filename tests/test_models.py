@@ -6,6 +6,7 @@ import pytest
 import timm
 import torch
 
+from polyplib import plugins
 from polyplib.errors import ConfigError, WeightsError
 from polyplib.losses import build_loss
 from polyplib.models import create_model, describe, list_models, register_model
@@ -127,7 +128,7 @@ def test_register_model_from_another_module_and_lazy_plugin(tmp_path, monkeypatc
     plugin.write_text("import torch\nfrom polyplib.models import register_model\n\n"
                       "@register_model('plugin-net')\ndef plugin_net():\n    return torch.nn.Identity()\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(registry, "_PLUGINS", ("polyp_plugin_for_test", "polyplib_missing_plugin"))
+    monkeypatch.setattr(plugins, "PLUGINS", ("polyp_plugin_for_test", "polyplib_missing_plugin"))
     try:
         assert "plugin-net" not in registry._REGISTRY and "polyp_plugin_for_test" not in sys.modules
         assert isinstance(create_model("plugin-net"), torch.nn.Identity)  # imported on first unknown name

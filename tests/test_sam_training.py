@@ -5,12 +5,11 @@ import pytest
 import torch
 
 from polyplib.cli import main
-from polyplib.engine import TrainConfig, load_checkpoint
+from polyplib.engine import TrainConfig, load_checkpoint, train
 from polyplib.engine.evaluate import load_trained_model
 from polyplib.errors import ConfigError
 from polyplib.sam.cascade import boxes_from_probabilities, cascade_predict_fn, evaluate_sam, gt_box_predict_fn
 from polyplib.sam.model import PolypSAM
-from polyplib.sam.training import train
 
 TINY = {"allow_scratch": True, "encoder_size": 64}
 

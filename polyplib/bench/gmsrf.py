@@ -10,7 +10,8 @@ from torch import nn
 from polyplib.bench.record import SuiteResult
 from polyplib.bench.registry import BenchOptions, register_suite
 from polyplib.bench.timing import MAX_SPREAD, compare_lines, comparison, matmul_peak_flops, value_range
-from polyplib.engine.trainer import _autocast, native_bf16_cpu, resolve_device
+from polyplib.engine.precision import autocast, native_bf16_cpu
+from polyplib.engine.trainer import resolve_device
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ def training_step(variant: str, recipe: Recipe, device: torch.device, batch: int
     images, masks = synthetic_batch(batch, size, device, recipe.channels_last)
 
     def step() -> None:
-        with _autocast(device, recipe.amp_dtype):
+        with autocast(device, recipe.amp_dtype):
             loss = loss_fn(step_model(images), masks)
         loss.backward()
         if recipe.legacy_loss:  # the authors' clip_gradient: a Python loop clamping each gradient
@@ -104,7 +105,7 @@ def inference_call(variant: str, recipe: Recipe, device: torch.device, batch: in
 
     @torch.no_grad()
     def call() -> None:
-        with _autocast(device, recipe.amp_dtype):
+        with autocast(device, recipe.amp_dtype):
             run(images)
 
     return call

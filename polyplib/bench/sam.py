@@ -10,7 +10,8 @@ import torch
 from polyplib.bench.record import SuiteResult
 from polyplib.bench.registry import BenchOptions, register_suite
 from polyplib.bench.timing import comparison, interleaved, sync, timed, timing_line, value_range
-from polyplib.engine.trainer import _autocast, resolve_device
+from polyplib.engine.precision import autocast
+from polyplib.engine.trainer import resolve_device
 from polyplib.sam.build import build_sam
 from polyplib.sam.model import PolypSAM
 
@@ -37,7 +38,7 @@ def authors_step(model: PolypSAM, batch: dict, optimizer, scaler, amp: torch.dty
     """ricklisz/Polyp-SAM finetune_all cell9/12: per-image encoder/decoder, fp16 autocast, one step per batch."""
     sam, n, size = model.sam, batch["image"].shape[0], model.image_size
     for i in range(n):
-        with _autocast(batch["image"].device, amp):
+        with autocast(batch["image"].device, amp):
             with torch.set_grad_enabled(model.strategy == "full"):
                 emb = sam.image_encoder(batch["image"][i:i + 1])
                 sparse, dense = sam.prompt_encoder(points=None, boxes=batch["boxes"][i:i + 1], masks=None)
@@ -54,7 +55,7 @@ def authors_step(model: PolypSAM, batch: dict, optimizer, scaler, amp: torch.dty
 
 def ours_step(net: Callable, inputs: torch.Tensor, batch: dict, optimizer, amp: torch.dtype | None) -> None:
     """Our step: the whole batch at once (images, or cached embeddings for `decoder`), bf16 autocast."""
-    with _autocast(inputs.device, amp):
+    with autocast(inputs.device, amp):
         loss = soft_dice_loss(torch.sigmoid(net(inputs, batch["boxes"]).float()), batch["mask"])
     loss.backward()
     optimizer.step()
@@ -91,7 +92,7 @@ def run_sam_bench(quick: bool = False, device: str = "auto", size: str | None = 
         if strategy == "full":
             net, inputs = (torch.compile(model) if compile else model), data["image"]
         else:
-            with torch.no_grad(), _autocast(dev, ours_amp):
+            with torch.no_grad(), autocast(dev, ours_amp):
                 start = time.perf_counter()
                 inputs = model.encode(data["image"]).float()
                 sync(dev)
@@ -118,7 +119,7 @@ def run_sam_bench(quick: bool = False, device: str = "auto", size: str | None = 
 
     @torch.no_grad()
     def infer() -> None:
-        with _autocast(dev, ours_amp):
+        with autocast(dev, ours_amp):
             predict(one["image"], one["boxes"])
 
     latency = 1000 * statistics.median(timed(infer, dev, 3 if quick else 20, warmup))

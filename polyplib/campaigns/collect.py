@@ -70,7 +70,7 @@ def per_image(results: list[RunResult], test: str, prompt: str = "none") -> "pd.
 
 def recipe_name(result: RunResult) -> str:
     """How a stored run was trained: `bf16 + channels-last`, `fp32 NCHW`, ..."""
-    from polyplib.engine.trainer import channels_last_for
+    from polyplib.engine.precision import channels_last_for
 
     config = result.spec.config
     device_type = "cpu" if result.provenance.device == "cpu" else "cuda"

@@ -47,7 +47,7 @@ def unavailable(spec: RunSpec, root: str | None, device: str = "auto", work: str
     the tiny SAM encoder x4.6 slower than fp32), here or in a cascade detector this run would have to train."""
     from polyplib.data import data_root
     from polyplib.data.registry import locate
-    from polyplib.engine import trainer
+    from polyplib.engine import precision, trainer
 
     for name in spec.datasets():
         try:
@@ -55,7 +55,7 @@ def unavailable(spec: RunSpec, root: str | None, device: str = "auto", work: str
         except DataError:
             return f"dataset {name} not found under {data_root(root)}"
     if (spec.config.get("precision") == "bf16" and trainer.resolve_device(device).type == "cpu"
-            and not trainer.native_bf16_cpu()):
+            and not precision.native_bf16_cpu()):
         return ("bf16 autocast on a CPU without native bf16 (AVX512-BF16 or AMX) is emulated, 4-10x slower than "
                 "fp32: run it on such a CPU or a GPU")
     # a cascade detector or the run it starts from trains inside this run unless its checkpoint is in `work`
@@ -94,11 +94,9 @@ def train_run(spec: RunSpec, root: str | None, work: Path, device: str, deadline
     config = spec.train_config(root=root, out_dir=str(out), device=device)
     if start is not None:
         config = config.replace(model_options={**config.model_options, "checkpoint": str(start)})
-    if spec.kind == "polyp-sam":
-        from polyplib.sam.training import train
-    else:
-        from polyplib.engine import train
-    return train(config, resume=(out / "last.pt").is_file(), deadline=deadline)
+    from polyplib.engine import run_kind
+
+    return run_kind(spec.kind).train(config, resume=(out / "last.pt").is_file(), deadline=deadline)
 
 
 def sha256_ids(ids: list[str]) -> str:

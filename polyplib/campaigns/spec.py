@@ -114,14 +114,15 @@ class RunSpec:
     def resolved(self, device: str = "auto") -> "RunSpec":
         """The explicit recipe this run trains with on `device` (precision=auto and channels_last=None as the trainer
         resolves them there; its cascade detectors too): what is stored, so a result says how it was trained."""
-        from polyplib.engine import trainer
+        from polyplib.engine.precision import bf16_native
+        from polyplib.engine.trainer import resolve_device
 
-        dev = trainer.resolve_device(device)
-        return self.resolved_on(dev.type, trainer.bf16_native(dev))
+        dev = resolve_device(device)
+        return self.resolved_on(dev.type, bf16_native(dev))
 
     def resolved_on(self, device_type: str, native_bf16: bool) -> "RunSpec":
         """`resolved` on a machine described by its device type and whether bf16 is native there."""
-        from polyplib.engine.trainer import channels_last_for, precision_name
+        from polyplib.engine.precision import channels_last_for, precision_name
 
         config = dict(self.config)
         if config["precision"] == "auto":

@@ -22,6 +22,7 @@ from polyplib.data.io import DataWarning, read_image
 from polyplib.data.transforms import image_tensor, resize_image
 from polyplib.engine.checkpoint import load_checkpoint
 from polyplib.engine.config import TrainConfig
+from polyplib.engine.kinds import kind_of
 from polyplib.engine.provenance import provenance
 from polyplib.engine.trainer import FORMAT, forward, resolve_device
 from polyplib.errors import ConfigError, DataError, DivergenceError, WeightsError
@@ -124,15 +125,16 @@ def claim_eval_dir(out: Path, identity: dict[str, Any], overwrite: bool) -> None
 
 
 def default_predict_fn(model: nn.Module, device: torch.device) -> tuple[PredictFn, dict[str, Any]]:
-    """How `evaluate` runs a model: plain models take the image; models with `extra_inputs` supply their own
-    `evaluation(device) -> (predict_fn, labels for summary.json)` (Polyp-SAM: ground-truth box prompts)."""
+    """How `evaluate` runs a model: the evaluation of its run kind (Polyp-SAM: ground-truth box prompts, with the
+    labels summary.json records), else the model on the image alone."""
+    kind = kind_of(model)
+    if kind.evaluation is not None:
+        return kind.evaluation(model, device)
     extra = tuple(getattr(model, "extra_inputs", ()))
-    if not extra:
-        return model_predict_fn(model, device), {}
-    if not callable(getattr(model, "evaluation", None)):
-        raise ConfigError(f"{type(model).__name__} needs the inputs {extra} besides the image and has no default "
-                          "evaluation(); pass evaluate(..., predict_fn=...) that supplies them")
-    return model.evaluation(device)
+    if extra:
+        raise ConfigError(f"{type(model).__name__} needs the inputs {extra} besides the image and no run kind "
+                          "evaluates it; pass evaluate(..., predict_fn=...) that supplies them")
+    return model_predict_fn(model, device), {}
 
 
 def model_predict_fn(model: nn.Module, device: torch.device) -> PredictFn:

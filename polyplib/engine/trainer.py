@@ -26,7 +26,11 @@ from tqdm.auto import tqdm
 from polyplib.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from polyplib.engine.config import TrainConfig
 from polyplib.engine.distributed import DistInfo, all_gather_objects, all_reduce_sum, cleanup, init_distributed
+from polyplib.engine import precision
+from polyplib.engine.precision import autocast, resolve_channels_last, resolve_precision
 from polyplib.errors import ConfigError, DivergenceError, WeightsError
+from polyplib.losses import build_loss
+from polyplib.models import create_model
 from polyplib.outputs import check_output_dir, stale_temporaries
 
 FORMAT = "polyplib-train-v1"
@@ -70,50 +74,6 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"option device={name!r}: no CUDA device is available here; use device=cpu")
     return device
-
-
-def native_bf16_cpu() -> bool:
-    """Whether this CPU computes bf16 in hardware (AVX512-BF16 or AMX), where bf16 autocast trains faster."""
-    checks = (getattr(torch.cpu, "_is_avx512_bf16_supported", None), getattr(torch.cpu, "_is_amx_tile_supported", None))
-    return any(check() for check in checks if check is not None)
-
-
-def bf16_native(device: torch.device) -> bool:
-    """Whether `device` computes bf16 in hardware (a GPU that supports it; a CPU with AVX512-BF16 or AMX)."""
-    return torch.cuda.is_bf16_supported() if device.type == "cuda" else device.type == "cpu" and native_bf16_cpu()
-
-
-def precision_name(precision: str, device_type: str, native_bf16: bool) -> str:
-    """The precision option `precision` trains in on a device type. auto: bf16 where it is native; else fp16 (with a
-    grad scaler) on a GPU and fp32 on the CPU (emulated bf16 is 4-10x slower: `benchmarks/bench_cpu_bf16.py`). On
-    the CPU bf16 + channels-last trains x2.1 faster (`polyplib bench`); chapter 3's lite check (3 seeds each) finds no
-    Dice difference but cannot show equivalence within +-0.02 either."""
-    if precision != "auto":
-        return precision
-    if device_type == "cuda":
-        return "bf16" if native_bf16 else "fp16"
-    return "bf16" if native_bf16 else "fp32"
-
-
-def resolve_precision(precision: str, device: torch.device) -> tuple[torch.dtype | None, bool]:
-    """Autocast dtype and GradScaler need of `precision` on `device` (`precision_name` resolves auto)."""
-    precision = precision_name(precision, device.type, precision == "auto" and bf16_native(device))
-    if precision == "fp32":
-        return None, False
-    if precision == "fp16" and device.type != "cuda":
-        raise ConfigError("option precision=fp16 needs a CUDA device; use precision=fp32 or bf16 on the CPU")
-    return (torch.bfloat16, False) if precision == "bf16" else (torch.float16, True)
-
-
-def channels_last_for(channels_last: bool | None, device_type: str, precision: str) -> bool:
-    """channels_last=None (auto): channels-last memory when training in bf16 on the CPU (oneDNN's bf16 convolutions
-    are faster in NHWC: `polyplib bench`), NCHW otherwise."""
-    return device_type == "cpu" and precision == "bf16" if channels_last is None else channels_last
-
-
-def resolve_channels_last(channels_last: bool | None, device: torch.device, amp_dtype: torch.dtype | None) -> bool:
-    """`channels_last_for` of a trainer's device and autocast dtype."""
-    return channels_last_for(channels_last, device.type, "bf16" if amp_dtype == torch.bfloat16 else "other")
 
 
 def build_optimizer(params: Iterable[nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
@@ -239,6 +199,12 @@ def _differences(recorded: dict[str, Any], config: TrainConfig) -> list[str]:
     return sorted(k for k in now if recorded.get(k) != now[k])
 
 
+def _resume_refused(out: Path, what: str) -> ConfigError:
+    """The one-line error of a resumption whose options (or world size) differ from the run's."""
+    return ConfigError(f"cannot resume {out}: the run was started with different {what}; use the same options "
+                       "(`polyplib train --out OUT --resume` reads them from OUT/config.json) or a new --out")
+
+
 def _trained_anything(out: Path) -> bool:
     """Whether a run folder holds a checkpoint, a result or a logged epoch (else its start failed: nothing to keep)."""
     if any((out / name).exists() for name in RUN_FILES if name not in ("config.json", "log.jsonl")):
@@ -270,8 +236,7 @@ def prepare_out_dir(config: TrainConfig, resume: bool, overwrite: bool = False) 
     if differs and not overwrite:
         what = ", ".join(differs[:6])
         if resume:
-            raise ConfigError(f"cannot resume {out}: the run was started with different {what}; use the same options "
-                              "(`polyplib train --out OUT --resume` reads them from OUT/config.json) or a new --out")
+            raise _resume_refused(out, what)
         raise ConfigError(f"--out {out} holds another run (it differs in {what}); pass --overwrite to replace it, "
                           "resume it with its own options, or choose another --out")
     if differs:
@@ -299,7 +264,7 @@ def validate(model: nn.Module, loader: DataLoader, loss_fn, device: torch.device
     for batch in tqdm(loader, desc="validation", disable=not (progress and info.is_main), leave=False,
                       dynamic_ncols=True):
         batch = to_device(batch, device, channels_last)
-        with _autocast(device, amp_dtype):
+        with autocast(device, amp_dtype):
             out = forward(model, batch)
         logits = (out[0] if isinstance(out, (tuple, list)) else out).float()
         if not bool(torch.isfinite(logits).all()):  # e.g. eval-mode BatchNorm statistics that overflowed
@@ -320,10 +285,6 @@ def validate(model: nn.Module, loader: DataLoader, loss_fn, device: torch.device
     return {"val_loss": float(sums[-2]) / n, **{f"val_{k}": float(sums[i]) / n for i, k in enumerate(keys)}}
 
 
-def _autocast(device: torch.device, dtype: torch.dtype | None):
-    return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
-
-
 def _epoch_batches(dataset, config: TrainConfig, info: DistInfo, epoch: int) -> list[list[int]]:
     """This rank's batches of one epoch: a (seed, epoch)-seeded shuffle, whole accumulation groups, step cap applied."""
     sampler = DistributedSampler(dataset, num_replicas=info.world_size, rank=info.rank, shuffle=True,
@@ -342,12 +303,14 @@ def _epoch_batches(dataset, config: TrainConfig, info: DistInfo, epoch: int) -> 
     return batches[: steps * config.grad_accum]
 
 
-class _Run:
-    """State of one training run (kept together so that checkpoints capture all of it)."""
+class TrainingRun:
+    """One training run (nnU-Net v2's trainer): its state, kept together so that checkpoints capture all of it, built
+    by the named hooks below in this order; a run kind's subclass overrides hooks only (`polyplib.sam.training`)."""
 
     native_resolution = False  # True: datasets at the original resolution (the model resizes its own input)
 
     def __init__(self, config: TrainConfig, resume: bool, overwrite: bool = False):
+        self.check_config(config)
         self.config = config
         self.out = Path(config.out_dir)
         self.device = resolve_device(config.device)
@@ -358,45 +321,73 @@ class _Run:
             self.device = torch.device("cuda", self.info.local_rank)
             torch.cuda.set_device(self.device)
         self.amp_dtype, use_scaler = resolve_precision(config.precision, self.device)
-        if self.amp_dtype == torch.bfloat16 and self.device.type == "cpu" and not native_bf16_cpu():
+        if self.amp_dtype == torch.bfloat16 and self.device.type == "cpu" and not precision.native_bf16_cpu():
             warnings.warn("option precision=bf16: this CPU has no native bf16 (AVX512-BF16 or AMX), so autocast "
                           "emulates it, 4-10x slower than fp32 (benchmarks/bench_cpu_bf16.py); use precision=fp32 "
                           "here", stacklevel=2)
-        seed_everything(config.seed, config.deterministic)
-
-        from polyplib.losses import build_loss
-        from polyplib.models import create_model
-
-        self.train_ds, self.val_ds = load_datasets(config, self.native_resolution)
-        self.model = create_model(config.model, **config.model_options).to(self.device)
         self.channels_last = resolve_channels_last(config.channels_last, self.device, self.amp_dtype)
-        if self.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
+        seed_everything(config.seed, config.deterministic)
+        self.train_ds, self.val_ds = self.build_datasets()
+        self.model = self.build_model()
         self.loss_fn = build_loss(config.loss, **config.loss_options)
         # validation loss (select=loss, ReduceLROnPlateau): the training loss unless the recipe names another
         self.val_loss_fn = build_loss(config.val_loss) if config.val_loss else self.loss_fn
-        self.optimizer = build_optimizer(self.model.parameters(), config)
-        self.scheduler = build_scheduler(self.optimizer, config)
+        self.optimizer, self.scheduler = self.build_optimizer()
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=use_scaler)
         self.epoch, self.batches_done, self.global_step = 0, 0, 0
         self.loss_sum, self.loss_count = self._zero_loss(), 0
         self.best: dict[str, Any] = {"metric": None, "epoch": None}
         self.history: list[dict] = []
+        self.restore_state(resume)
+        if self.info.is_main:
+            self.save_config()
+        self.train_ds, self.val_ds = self.wrap_datasets(self.train_ds, self.val_ds)
+        self.net = self.train_module()
+        if self.info.enabled:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = nn.parallel.DistributedDataParallel(self.net, device_ids=ids)
+        if config.compile:
+            self.net = torch.compile(self.net)
+
+    # -- hooks ---------------------------------------------------------------------------------------------------
+    def check_config(self, config: TrainConfig) -> None:
+        """Refuse options this kind of run cannot train with, before anything is read or written."""
+
+    def build_datasets(self) -> tuple[Any, Any]:
+        """The training and validation splits (`load_datasets`)."""
+        return load_datasets(self.config, self.native_resolution)
+
+    def build_model(self) -> nn.Module:
+        """`config.model` on the run's device, channels-last when the precision policy says so."""
+        model = create_model(self.config.model, **self.config.model_options).to(self.device)
+        return model.to(memory_format=torch.channels_last) if self.channels_last else model
+
+    def build_optimizer(self) -> tuple[torch.optim.Optimizer, Any]:
+        """Optimiser over the trainable parameters and its LR schedule (None: constant)."""
+        optimizer = build_optimizer(self.model.parameters(), self.config)
+        return optimizer, build_scheduler(optimizer, self.config)
+
+    def restore_state(self, resume: bool) -> None:
+        """Continue from `last.pt` when resuming, else start afresh (an empty log, no result of a run it replaces)."""
         if resume and (self.out / "last.pt").is_file():
             self._restore(self._last_checkpoint())
         elif self.info.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / "log.jsonl").write_text("")
             for stale in (self.out / "result.json", *self.out.glob(SNAPSHOT.format("*"))):
-                stale.unlink(missing_ok=True)  # a fresh start is not the finished run it replaces
-        if self.info.is_main:
-            config.save(self.out / "config.json")
-        self.net = self.model
-        if self.info.enabled:
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.net = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
-        if config.compile:
-            self.net = torch.compile(self.net)
+                stale.unlink(missing_ok=True)
+
+    def save_config(self) -> None:
+        """Write what describes the run beside its checkpoints (main rank): `config.json`."""
+        self.config.save(self.out / "config.json")
+
+    def wrap_datasets(self, train_ds, val_ds) -> tuple[Any, Any]:
+        """The datasets the loaders read (a run kind adds its inputs here, e.g. box prompts)."""
+        return train_ds, val_ds
+
+    def train_module(self) -> nn.Module:
+        """The module each training step calls, before the DDP and torch.compile wrapping (the model itself)."""
+        return self.model
 
     # -- checkpoints -------------------------------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:
@@ -431,13 +422,10 @@ class _Run:
     def _restore(self, state: dict[str, Any]) -> None:
         if state.get("format") != FORMAT:
             raise ConfigError(f"{self.out / 'last.pt'} is not a polyplib training checkpoint; start without --resume")
-        saved = {k: v for k, v in state["config"].items() if k not in RESUMABLE_CHANGES}
-        now = {k: v for k, v in self.config.to_dict().items() if k not in RESUMABLE_CHANGES}
-        changed = sorted(k for k in now if saved.get(k) != now[k])
+        changed = _differences(state["config"], self.config)
         if changed or state["world_size"] != self.info.world_size:
-            what = ", ".join(changed) or f"world size {state['world_size']} -> {self.info.world_size}"
-            raise ConfigError(f"cannot resume {self.out}: the run was started with different {what}; "
-                              "use the same options or a new out_dir")
+            raise _resume_refused(self.out, ", ".join(changed) or f"world size {state['world_size']} -> "
+                                                                  f"{self.info.world_size}")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None:
@@ -511,7 +499,7 @@ class _Run:
             last_micro = (self.batches_done + 1) % cfg.grad_accum == 0
             sync = nullcontext() if last_micro or not self.info.enabled else self.net.no_sync()
             with sync:
-                with _autocast(self.device, self.amp_dtype):
+                with autocast(self.device, self.amp_dtype):
                     loss = self.loss_fn(forward(self.net, batch), batch["mask"])
                 self.scaler.scale(loss / cfg.grad_accum).backward()
             self.batches_done += 1
@@ -581,9 +569,9 @@ class _Run:
         if self.info.is_main:
             (self.out / "result.json").write_text(json.dumps(
                 {"best_metric": result.best_metric, "best_epoch": result.best_epoch, "select": cfg.select,
-                 "rank_digests": result.rank_digests, "epochs": cfg.epochs, "world_size": self.info.world_size}, indent=2) + "\n")
+                 "rank_digests": result.rank_digests, "epochs": cfg.epochs, "world_size": self.info.world_size},
+                indent=2) + "\n")
         return result
-
 
     def _result(self, complete: bool) -> TrainResult:
         digests = all_gather_objects(weights_digest(self.model), self.info) if complete else []
@@ -598,7 +586,7 @@ def _summary_line(row: dict[str, Any], epochs: int) -> str:
     return " | ".join(parts + [f"{row['images_per_s']:.1f} img/s", f"lr {row['lr']:.2e}"])
 
 
-def run_training(run_cls: type[_Run], config: TrainConfig, resume: bool = False,
+def run_training(run_cls: type[TrainingRun], config: TrainConfig, resume: bool = False,
                  deadline: float | None = None, overwrite: bool = False) -> TrainResult:
     """Build `run_cls(config, resume, overwrite)`, run it (stopping at the first epoch checkpoint after `deadline`, a
     `time.time()` value), and tear down the process group it set up (also on failure)."""
@@ -607,11 +595,3 @@ def run_training(run_cls: type[_Run], config: TrainConfig, resume: bool = False,
         return run.run(deadline)
     finally:
         cleanup(run.info)
-
-
-def train(config: TrainConfig, resume: bool = False, deadline: float | None = None,
-          overwrite: bool = False) -> TrainResult:
-    """Train `config.model`; with `resume=True` continue from `<out_dir>/last.pt` (bit-identical on the CPU; without
-    one it says so and starts afresh); past `deadline` (`time.time()`) stop at the next epoch checkpoint with
-    `complete=False`. An out_dir holding a different run is refused unless `overwrite`."""
-    return run_training(_Run, config, resume, deadline, overwrite)

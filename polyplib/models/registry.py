@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import copy
-import importlib
 import inspect
 from typing import Callable
 
@@ -11,10 +10,10 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from polyplib.errors import ConfigError
+from polyplib.plugins import load_plugins
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 _NO_WEIGHTS: dict[str, dict] = {}  # per model: option values that build the architecture without fetching weights
-_PLUGINS = ("polyplib.sam",)  # modules that register more names (Polyp-SAM), imported on first need
 
 
 def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
@@ -32,26 +31,16 @@ def register_weight_options(name: str, **no_weights) -> None:
     _NO_WEIGHTS[name] = no_weights
 
 
-def _load_plugins() -> None:
-    """Import the plugin packages so their `@register_model` builders run; a missing plugin is skipped."""
-    for module in _PLUGINS:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as err:
-            if err.name != module:
-                raise
-
-
 def list_models() -> list[str]:
     """Every registered model name, plugins included, sorted."""
-    _load_plugins()
+    load_plugins()
     return sorted(_REGISTRY)
 
 
 def create_model(name: str, **options) -> nn.Module:
     """Build model `name` with keyword `options`; unknown names or options raise ConfigError listing the choices."""
     if name not in _REGISTRY:
-        _load_plugins()
+        load_plugins()
     if name not in _REGISTRY:
         raise ConfigError(f"unknown model {name!r}; choose one of {sorted(_REGISTRY)}")
     builder = _REGISTRY[name]
@@ -65,7 +54,7 @@ def create_model(name: str, **options) -> nn.Module:
 def create_architecture(name: str, **options) -> nn.Module:
     """`create_model` for a model whose full state dict is loaded next: no pretrained weights are fetched or read."""
     if name not in _REGISTRY:
-        _load_plugins()
+        load_plugins()
     return create_model(name, **{**options, **_NO_WEIGHTS.get(name, {})})
 
 

@@ -86,6 +86,11 @@ def gt_box_labels(sam: PolypSAM, jitter: float = 0.0) -> dict:
             "recipe": sam.recipe}
 
 
+def gt_box_evaluation(sam: PolypSAM, device: torch.device) -> tuple[PredictFn, dict]:
+    """How `evaluate` runs Polyp-SAM (paper §2.3/§3): tight ground-truth box prompts, and the labels it records."""
+    return gt_box_predict_fn(sam, device, per_component=sam.prompts.per_component), gt_box_labels(sam)
+
+
 def record_source(summary_path: Path, sam: PolypSAM, prompts: str, prompt_source: str | None = None) -> dict:
     """Add what the SAM weights were (`scratch` or a file) and where prompts came from to an evaluation summary."""
     summary = json.loads(summary_path.read_text())

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Callable
 
 import torch
 from segment_anything.modeling import Sam
@@ -142,12 +141,6 @@ class PolypSAM(nn.Module):
         upscaled = dec.output_upscaling(src.transpose(1, 2).reshape(b, c, h, w))
         hyper = dec.output_hypernetworks_mlps[0](hs[:, 1, :])
         return (hyper.unsqueeze(1) @ upscaled.flatten(2)).view(n, 1, *upscaled.shape[-2:])
-
-    def evaluation(self, device: torch.device) -> tuple[Callable, dict]:
-        """Default evaluation (paper §2.3/§3): tight ground-truth box prompts, and the labels summary.json records."""
-        from polyplib.sam.cascade import gt_box_labels, gt_box_predict_fn
-
-        return gt_box_predict_fn(self, device, per_component=self.prompts.per_component), gt_box_labels(self)
 
     def forward(self, image: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
         """Polyp-SAM forward (§2.2): encode the batch, prompt with boxes in image pixels, logits at input size."""

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import torch
 from torch import nn
 
 from polyplib.engine.config import TrainConfig
-from polyplib.engine.trainer import TrainResult, _Run, run_training
+from polyplib.engine.trainer import TrainingRun
 from polyplib.errors import ConfigError
 from polyplib.sam.embeddings import CachedEmbeddingDataset, EmbeddingCache
 from polyplib.sam.model import PolypSAM
@@ -31,7 +32,7 @@ class EmbeddingDecoder(nn.Module):
         return self.model.decode(embeddings, boxes, size)
 
 
-class SamRun(_Run):
+class SamRun(TrainingRun):
     """An engine run whose datasets carry GT box prompts, and cached embeddings under `decoder` + `cache_embeddings`.
 
     Images and masks stay at their original resolution: the model resizes each image as SamPredictor (or the
@@ -41,40 +42,54 @@ class SamRun(_Run):
 
     native_resolution = True
 
-    def __init__(self, config: TrainConfig, resume: bool, overwrite: bool = False) -> None:
+    def check_config(self, config: TrainConfig) -> None:
         if config.augment:
             raise ConfigError("augment=true: Polyp-SAM trains on original-resolution images without augmentation (as "
                               "the paper and the notebooks; cached embeddings would be stale too); set augment=false")
-        super().__init__(config, resume, overwrite)
-        if not isinstance(self.model, PolypSAM):
-            raise ConfigError(f"model {config.model!r} is not a Polyp-SAM model; use `polyplib train` for it")
-        if config.batch_size > 1:
-            check_one_size(self.train_ds, config)
-        self.model.recipe = config.recipe or "custom"  # saved with every checkpoint (model_attrs)
-        if self.info.is_main:  # the label every result of this run carries: scratch or the SAM file it started from
-            (self.out / "sam.json").write_text(json.dumps(
-                {"pretrained_source": self.model.pretrained_source, "strategy": self.model.strategy,
-                 "preprocess": self.model.preprocess, "encoder_size": self.model.image_size,
-                 "recipe": self.model.recipe, "loss": config.loss, "loss_options": config.loss_options,
-                 "batch_size": config.batch_size, "grad_accum": config.grad_accum,
-                 "precision": config.precision}, indent=2) + "\n")
+
+    def build_datasets(self) -> tuple[Any, Any]:
+        train_ds, val_ds = super().build_datasets()
+        if self.config.batch_size > 1:
+            check_one_size(train_ds, self.config)
+        return train_ds, val_ds
+
+    def build_model(self) -> nn.Module:
+        model = super().build_model()
+        if not isinstance(model, PolypSAM):
+            raise ConfigError(f"model {self.config.model!r} is not a Polyp-SAM model; use `polyplib train` for it")
+        model.recipe = self.config.recipe or "custom"  # saved with every checkpoint (model_attrs)
+        return model
+
+    def save_config(self) -> None:
+        """`config.json`, and `sam.json`: the label every result of this run carries (scratch or its SAM file)."""
+        super().save_config()
+        config = self.config
+        (self.out / "sam.json").write_text(json.dumps(
+            {"pretrained_source": self.model.pretrained_source, "strategy": self.model.strategy,
+             "preprocess": self.model.preprocess, "encoder_size": self.model.image_size,
+             "recipe": self.model.recipe, "loss": config.loss, "loss_options": config.loss_options,
+             "batch_size": config.batch_size, "grad_accum": config.grad_accum,
+             "precision": config.precision}, indent=2) + "\n")
+
+    def wrap_datasets(self, train_ds, val_ds) -> tuple[Any, Any]:
+        """Box prompts on each item; with cached embeddings, the image encoder's output in place of the image."""
         opts = self.model.prompts
-        boxes = dict(per_component=opts.per_component, max_boxes=opts.max_boxes, seed=config.seed)
-        if self.model.strategy == "decoder" and opts.cache_embeddings:
-            cache = EmbeddingCache(self.model, opts.cache_dir)
-            show = config.progress and self.info.is_main
-            self.train_ds = CachedEmbeddingDataset(self.train_ds, cache, jitter=opts.box_jitter, **boxes,
-                                                   batch_size=config.batch_size, progress=show)
-            self.val_ds = CachedEmbeddingDataset(self.val_ds, cache, **boxes, batch_size=config.batch_size,
-                                                 progress=show)
-            decoder = EmbeddingDecoder(self.model)
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.net = nn.parallel.DistributedDataParallel(decoder, device_ids=ids) if self.info.enabled else decoder
-            if config.compile:
-                self.net = torch.compile(self.net)
-        else:
-            self.train_ds = BoxPromptDataset(self.train_ds, jitter=opts.box_jitter, **boxes)
-            self.val_ds = BoxPromptDataset(self.val_ds, **boxes)
+        boxes = dict(per_component=opts.per_component, max_boxes=opts.max_boxes, seed=self.config.seed)
+        if not uses_cache(self.model):
+            return BoxPromptDataset(train_ds, jitter=opts.box_jitter, **boxes), BoxPromptDataset(val_ds, **boxes)
+        cache = EmbeddingCache(self.model, opts.cache_dir)
+        common = dict(batch_size=self.config.batch_size, progress=self.config.progress and self.info.is_main)
+        return (CachedEmbeddingDataset(train_ds, cache, jitter=opts.box_jitter, **boxes, **common),
+                CachedEmbeddingDataset(val_ds, cache, **boxes, **common))
+
+    def train_module(self) -> nn.Module:
+        """The model, or on cached embeddings its prompt encoder and mask decoder (`EmbeddingDecoder`)."""
+        return EmbeddingDecoder(self.model) if uses_cache(self.model) else self.model
+
+
+def uses_cache(model: PolypSAM) -> bool:
+    """Whether a run trains `model` on cached image embeddings (`decoder` strategy with `cache_embeddings`)."""
+    return model.strategy == "decoder" and model.prompts.cache_embeddings
 
 
 def check_one_size(dataset, config: TrainConfig) -> None:
@@ -86,10 +101,3 @@ def check_one_size(dataset, config: TrainConfig) -> None:
         raise ConfigError(f"batch_size={config.batch_size}: Polyp-SAM trains on original-resolution images and "
                           f"{config.dataset!r} has {len(sizes)} sizes (e.g. {sorted(sizes)[:2]}); set batch_size=1 "
                           f"and grad_accum to the effective batch (the authors' per-image micro-batches)")
-
-
-def train(config: TrainConfig, resume: bool = False, deadline: float | None = None,
-          overwrite: bool = False) -> TrainResult:
-    """Train a Polyp-SAM model (`config.model` = polyp-sam-*); `resume=True` continues from `<out_dir>/last.pt`;
-    past `deadline` (`time.time()`) it stops at the next epoch checkpoint."""
-    return run_training(SamRun, config, resume, deadline, overwrite)
