@@ -37,7 +37,7 @@ def test_gpu_script_rehearsed_on_the_cpu(tmp_path):
     assert checks["sam vs SamPredictor"]["max_abs_diff"] < 1e-3
     assert json.loads((out / "bench.json").read_text())
     plan = (out / "plan.txt").read_text()
-    assert "55 runs: 0 done, 0 partial, 43 missing, 12 unavailable" in plan
+    assert "64 runs: 0 done, 0 partial, 52 missing, 12 unavailable" in plan
     log = (out / "campaign.log").read_text()
     assert "partial" in log and "run(s) remain" in log  # the budget stopped the first run at a checkpoint
     with tarfile.open(out / "results.tar.gz") as tar:
