@@ -83,6 +83,13 @@ class Section:
             display(Markdown(item) if kind == "md" else item)
 
 
+def _section(view: CampaignView) -> Section:
+    """A chapter's section of one campaign, led by its heading (`has_results` when results are stored)."""
+    section = Section().md(view.heading())
+    section.has_results = bool(view.results)
+    return section
+
+
 def _md(text: str) -> None:
     from IPython.display import Markdown, display
 
@@ -108,10 +115,9 @@ def _verdict_tables(section: Section, verdict: Verdict, caption: str) -> None:
 
 def cross_dataset_section(view: CampaignView) -> Section:
     """Chapter 4 for one profile: both protocols, the gap, the report card, intervals over units and the verdict."""
-    section = Section().md(view.heading())
+    section = _section(view)
     if not view.results:
         return section
-    section.has_results = True
     frame = view.frame
     section.table(_mean_sd(frame, ["model", "train", "test", "kind"], GMSRF_COLUMNS),
                   f"{view.profile}: GMSRF protocol (threshold 0.5), mean ± sd over seeds")
@@ -171,10 +177,9 @@ def unit_section(view: CampaignView, test: str = "cvc-colondb") -> Section:
 
 def training_section(view: CampaignView) -> Section:
     """Chapter 3 for one profile: learning curves of every model and the selected epochs."""
-    section = Section().md(view.heading())
+    section = _section(view)
     if not view.results:
         return section
-    section.has_results = True
     section.figure(learning_curves(view))
     best = pd.DataFrame([{**r.labels, "best epoch": r.train.best_epoch, "of": r.train.epochs,
                           "best val Dice": r.train.best_metric, "img/s": r.provenance.images_per_s,
@@ -217,10 +222,9 @@ def ablation_verdict(view: CampaignView, references: list[CampaignView]) -> Verd
 
 def ablation_section(view: CampaignView, references: list[CampaignView]) -> Section:
     """Chapter 5 for one profile: each component removed, against the full GMSRF-Net of the same training recipe."""
-    section = Section().md(view.heading())
+    section = _section(view)
     if not view.results:
         return section
-    section.has_results = True
     groups = ablation_groups(view, references)
     frame = pd.concat([g.frame.replace({"model": {REFERENCE: f"{REFERENCE} ({recipe})"}}) if len(groups) > 1
                        else g.frame for recipe, g in groups], ignore_index=True)
@@ -245,10 +249,9 @@ def _sam_frame(view: CampaignView) -> pd.DataFrame:
 
 def sam_strategy_section(view: CampaignView) -> Section:
     """Chapter 6 for one profile: decoder-only vs full fine-tuning with ground-truth boxes."""
-    section = Section().md(view.heading())
+    section = _section(view)
     if not view.results:
         return section
-    section.has_results = True
     frame = _sam_frame(view)
     gt = frame[frame["prompt"] == "gt-box"]
     section.table(_mean_sd(gt, ["strategy", "test", "kind"], (*SAM_COLUMNS, *MONAI_COLUMNS)),
@@ -264,10 +267,9 @@ def sam_strategy_section(view: CampaignView) -> Section:
 
 def sam_prompt_section(view: CampaignView) -> Section:
     """Chapter 7 for one profile: Dice by prompt source (GT, jittered GT, cascade, the filled box alone)."""
-    section = Section().md(view.heading())
+    section = _section(view)
     if not view.results:
         return section
-    section.has_results = True
     frame = _sam_frame(view)
     section.table(_mean_sd(frame, ["strategy", "prompt", "test"], (*SAM_COLUMNS, *MONAI_COLUMNS)),
                   f"{view.profile}: Polyp-SAM by prompt, mean ± sd over seeds")
@@ -311,10 +313,9 @@ TRANSFER_PROMPTS = ("gt-box", "jitter-0.05", "jitter-0.1", "jitter-0.2", "cascad
 def transfer_section(view: CampaignView) -> Section:
     """Chapter 6's lead: the pretrained model transferred to the unseen centre by each arm, with sequence-level
     inference paired by fold, and the robustness of each arm to the project's other prompts."""
-    section = Section().md(view.heading())
+    section = _section(view)
     if not view.results:
         return section
-    section.has_results = True
     pretrained = (" The pretrained model is this book's own: Polyp-SAM's architecture (tiny) trained whole from random "
                   "weights on the source's training split with box prompts. It stands in for SAM's web-scale "
                   "pretraining at a tiny scale: it has seen one centre's polyps, not a billion masks, so it cannot show "

@@ -141,7 +141,7 @@ def _evidence(row: dict[str, Any]) -> str:
     test = (f"fold p {row['fold p']:.2g}, MDE {row['mde']:.3f}" if row["fold p"] == row["fold p"]
             else "one fold: no test over folds")
     return (f"{row['comparison']} {row['diff']:+.3f} [{row['ci_low']:+.3f}, {row['ci_high']:+.3f}] over "
-            f"{row['units']} {row['unit']}, {row['folds']} folds ({test})")
+            f"{row['units']} {row['unit']}, {row['folds']} fold{'s' if row['folds'] != 1 else ''} ({test})")
 
 
 def comparison_table(results: list[RunResult], prompt: str = "gt-box") -> pd.DataFrame:
