@@ -15,8 +15,6 @@ def sam_label(settings: BookProfile) -> str:
 def describe_sam(settings: BookProfile, strategy: str) -> dict[str, Any]:
     """Parameters and trainable parameters of the profile's Polyp-SAM under a strategy."""
     import polyplib.sam  # noqa: F401  (registers the polyp-sam models)
-    from polyplib.models import create_model
+    from polyplib.models import create_model, parameter_counts
 
-    model = create_model(settings.sam_model, strategy=strategy, **settings.sam_options)
-    return {"params": sum(p.numel() for p in model.parameters()),
-            "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad)}
+    return parameter_counts(create_model(settings.sam_model, strategy=strategy, **settings.sam_options))

@@ -67,11 +67,10 @@ def transfer_frame(results: list[RunResult], prompt: str = "gt-box", metric: str
 
 def trainable_parameters(result: RunResult) -> int:
     """Parameters a run's strategy trains (its model rebuilt without weights)."""
-    from polyplib.models import create_architecture
+    from polyplib.models import create_architecture, parameter_counts
 
     config = result.spec.config
-    model = create_architecture(config["model"], **config["model_options"])
-    return int(sum(p.numel() for p in model.parameters() if p.requires_grad))
+    return parameter_counts(create_architecture(config["model"], **config["model_options"]))["trainable_params"]
 
 
 def _cost(result: RunResult) -> dict[str, float]:
@@ -158,9 +157,9 @@ def _row(table: pd.DataFrame, name: str) -> dict[str, Any] | None:
     return None if found.empty else found.iloc[0].to_dict()
 
 
-def transfer_verdicts(results: list[RunResult], profile: str) -> list[Verdict]:
+def transfer_verdicts(results: list[RunResult], profile: str, table: pd.DataFrame | None = None) -> list[Verdict]:
     """The paper's claim (full > decoder-only) and LoRA ≈ full, on ground-truth boxes."""
-    table = comparison_table(results)
+    table = comparison_table(results) if table is None else table
     full = _row(table, "full − decoder")
     lora = _row(table, "lora − full")
     if full is None:

@@ -79,6 +79,12 @@ def _copy(model: nn.Module, device: str) -> nn.Module:
     return copy.deepcopy(model, memo)
 
 
+def parameter_counts(model: nn.Module) -> dict[str, int]:
+    """All parameters and those that train (`requires_grad`) of a model."""
+    return {"params": sum(p.numel() for p in model.parameters()),
+            "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad)}
+
+
 def describe(name_or_model: str | nn.Module, image_size: int = 256, **options) -> dict:
     """Parameters, trainable parameters, GFLOPs of one eval-mode forward at batch 1 and `image_size`^2 (a
     multiply-add counts 2 FLOPs, `torch.utils.flop_counter`), the eval output shape, and `output_shapes`: the
@@ -98,8 +104,7 @@ def describe(name_or_model: str | nn.Module, image_size: int = 256, **options) -
         train_out = work.train()(image.expand(2, -1, -1, -1), **{k: v.expand(2, -1) for k, v in extras.items()})
     shapes = [tuple(o.shape) for o in (train_out if isinstance(train_out, tuple) else (train_out,))]
     return {
-        "params": sum(p.numel() for p in model.parameters()),
-        "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        **parameter_counts(model),
         "gflops": counter.get_total_flops() / 1e9,
         "image_size": image_size,
         "output_shape": tuple(out.shape),
