@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from polyplib.book.convergence import plateau_table, convergence_curves, point_scores
+from polyplib.book.convergence import plateau_table, convergence_curves, point_scores, stopping_reading
 from polyplib.campaigns import RESULT_FORMAT, Store, campaigns
 
 TEST_BASE = {"kvasir-seg": 0.6, "cvc-colondb": 0.3}
@@ -33,7 +33,8 @@ def fake_result(spec) -> dict:
             out.append(entry)
         return out
 
-    history = [{"epoch": e, "train_loss": 1.0 / (e + 1), "val_dice": val_dice(model, e + 1)} for e in range(20)]
+    history = [{"epoch": e, "train_loss": 1.0 / (e + 1), "val_dice": val_dice(model, e + 1), "lr": 1e-4 * (20 - e) / 20}
+               for e in range(20)]
     return {"format": RESULT_FORMAT, "run_id": spec.run_id, "profile": "lite", "campaign": "convergence",
             "spec": spec.to_dict(), "provenance": {},
             "train": {"best_epoch": best, "best_metric": val_dice(model, best), "select": "dice", "epochs": 20,
@@ -88,3 +89,28 @@ def test_plateau_compares_the_last_five_epochs_with_the_best_before(results):
     assert gmsrf["best val_dice"] == pytest.approx(0.7) and gmsrf["selected epoch"] == 15
     short = plateau_table(results, window=20)  # no epoch before the window: no gain, not plateaued
     assert short["gain over last 20"].isna().all() and not short["plateaued"].any()
+
+
+def test_stopping_reading_counts_plateaus_and_reads_the_order_at_every_test_point(results):
+    text = stopping_reading(results)
+    assert "2 of 4 runs met the plateau check" in text  # GMSRF-Net flat after epoch 15, U-Net rising to the end
+    assert "selected epochs are 15-20 of 20" in text
+    assert "at most 2.5e-05" in text  # GMSRF-Net seed 0 stopped improving at epoch 15: 1e-4 x 5/20 after it
+    assert text.count("U-Net ahead at every test point") == 2  # U-Net is 0.1 above on both sets at every point
+    assert "epochs 5/10/15/20: -0.100, -0.100, -0.100, -0.100" in text
+
+
+def test_stopping_reading_says_when_the_order_changes(tmp_path):
+    camp = campaigns("lite")["convergence"]
+    store = Store(tmp_path, "lite", "convergence")
+    specs = [s for s in camp.runs if s.labels["seed"] == 0]
+    for spec in specs:
+        result = fake_result(spec)
+        if spec.labels["model"] == "GMSRF-Net":  # overtakes U-Net on CVC-ColonDB at epoch 20
+            point = next(p for p in result["tests_at_epoch"] if p["epoch"] == 20)
+            point["tests"][1]["means"]["dice"] = 0.9
+        store.save(result)
+    text = stopping_reading(store.results_for(camp.runs))
+    assert "cvc-colondb: the order changes between test points" in text
+    assert "kvasir-seg: U-Net ahead at every test point" in text
+    assert stopping_reading([]) == ""

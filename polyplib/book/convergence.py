@@ -51,6 +51,40 @@ def plateau_table(results: list[RunResult], window: int = PLATEAU_WINDOW, gain: 
     return pd.DataFrame(rows)
 
 
+def stopping_reading(results: list[RunResult], window: int = PLATEAU_WINDOW, gain: float = PLATEAU_GAIN) -> str:
+    """What the curves say about stopping, in words: how many runs met the plateau check, the epochs selected and the
+    learning rate after the last rise, and whether the models' order on each test set is the same at every test point
+    (one order throughout: more epochs of this schedule did not change it, whatever they would do to the level)."""
+    if not results:
+        return ""
+    plateau = plateau_table(results, window, gain)
+    epochs = sorted(set(plateau["epochs"]))
+    selected = plateau["selected epoch"]
+    lrs = [row.get("lr") for result in results for row in result.train.history[result.train.best_epoch:]]
+    lrs = [lr for lr in lrs if lr is not None]
+    text = (f"**Stopping.** {int(plateau['plateaued'].sum())} of {len(plateau)} runs met the plateau check (best "
+            f"validation Dice of the last {window} epochs less than {gain} above the best before them). The selected "
+            f"epochs are {selected.min()}-{selected.max()} of {'/'.join(map(str, epochs))}")
+    if lrs:
+        text += f"; after them the learning rate was at most {max(lrs):.2g}, so the decaying schedule, not a plateau, ended learning"
+    points = point_scores(results)
+    models = list(dict.fromkeys(points["model"]))
+    if len(models) != 2:
+        return text + "."
+    fixed = points[points["point"] != SELECTED]
+    means = fixed.groupby(["test", "epoch", "model"], sort=False)["dice"].mean().unstack("model")[models]
+    gaps = (means[models[0]] - means[models[1]]).round(3)
+    orders = []
+    for test, gap in gaps.groupby(level="test", sort=False):
+        signs = set((gap > 0).tolist())
+        listed = ", ".join(f"{g:+.3f}" for g in gap.tolist())
+        at = "/".join(str(e) for e in gap.index.get_level_values("epoch"))
+        order = (f"{models[0] if signs == {True} else models[1]} ahead at every test point" if len(signs) == 1 else
+                 "the order changes between test points")
+        orders.append(f"{test}: {order} ({models[0]} − {models[1]} at epochs {at}: {listed}; mean over seeds)")
+    return text + ". Test Dice, " + "; ".join(orders) + "."
+
+
 def points_table(results: list[RunResult], metric: str = "dice") -> pd.DataFrame:
     """Mean and sd over seeds of the metric at every test point, per test set and model (epoch: the test point's, or
     the mean selected epoch)."""
