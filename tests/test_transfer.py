@@ -104,10 +104,12 @@ def _result(strategy, fold, ids, dice, pretraining=True):
     spec = transfer_run(LITE, strategy, fold, fold) if pretraining else pretraining_run(LITE)
     split, protocol = ("test", "sequences") if pretraining else (None, "gmsrf")
     entry = {"key": "cvc-colondb", "split": split, "protocol": protocol, "prompt": "gt-box", "n": len(ids),
-             "means": {"dice": float(np.mean(dice))}, "per_image": {"id": list(ids), "dice": list(dice)}}
+             "means": {"dice": float(np.mean(dice)), "monaiDice": float(np.mean(dice)) - 0.01},
+             "per_image": {"id": list(ids), "dice": list(dice), "monaiDice": [d - 0.01 for d in dice]}}
     data = {"run_id": spec.run_id, "profile": "lite", "campaign": "transfer", "spec": spec.to_dict(), "provenance": {},
             "train": {"best_epoch": 1, "best_metric": 0.5, "select": "dice", "epochs": 20,
-                      "history": [{"step": 10, "train_time_s": 5.0, "peak_mem_mb": 100.0}]}, "tests": [entry]}
+                      "history": [{"step": 10 * (k + 1), "train_time_s": 5.0, "peak_mem_mb": 100.0, "val_dice": v}
+                                  for k, v in enumerate((0.3, 0.5, 0.6, 0.61, 0.6, 0.62, 0.615))]}, "tests": [entry]}
     if pretraining:
         data["pretraining"] = {"run_id": spec.pretrained().run_id, "best_epoch": 25, "select": "dice",
                                "best_metric": 0.6, "train_s": 100.0}
@@ -166,6 +168,16 @@ def test_the_arm_table_counts_what_each_arm_trains():
     assert trained["zero-shot"] == 0 < trained["decoder"] < trained["lora"] < trained["full"]
     assert table.loc["full", "dice mean"] == pytest.approx(table.loc["decoder", "dice mean"] + 0.1, abs=1e-3)
     assert table.loc["decoder", "s/step"] == pytest.approx(0.5) and math.isnan(table.loc["zero-shot", "s/step"])
+    assert table["monaiDice mean"].to_numpy() == pytest.approx(table["dice mean"].to_numpy() - 0.01)
+
+
+def test_the_pretrained_model_is_reported_with_its_plateau_check():
+    results = _campaign(0.1, 0.0)
+    row = transfer.pretraining_table(results).iloc[0]
+    assert row["test"] == "cvc-colondb" and row["images"] == len(SEGMENTS)
+    assert row["monaiDice"] == pytest.approx(row["dice"] - 0.01)
+    assert row["val gain, last 5"] == pytest.approx(0.62 - 0.5)  # last five epochs' best over the first two's
+    assert transfer.pretraining_table(results[1:]).empty  # no pretraining run stored: nothing to report
 
 
 def test_paired_seed_comparison_is_the_paired_t_test_with_its_power_and_tost():

@@ -325,6 +325,10 @@ def transfer_section(view: CampaignView) -> Section:
                "them validates) and tests on the other two thirds, so no video is on both sides; seed k uses fold k. "
                "Every arm starts from the same pretrained weights with the same steps, schedule, learning rate and "
                "prompts; zero-shot is the pretrained model on the same held-out images." + pretrained)
+    pretrained = transfer.pretraining_table(view.results)
+    if not pretrained.empty:
+        section.table(pretrained, f"{view.profile}: the pretrained model the arms start from (ground-truth boxes; its "
+                                  "checkpoint selected on the source validation split)", precision=3)
     arms = transfer.arm_table(view.results)
     if view.profile == "smoke":  # seconds and memory of a live run depend on the machine (nbval compares the output)
         arms = arms.drop(columns=["s/step", "peak memory (MB)"], errors="ignore")

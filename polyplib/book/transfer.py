@@ -13,6 +13,7 @@ from polyplib.campaigns.records import RunResult
 from polyplib.stats import EQUIVALENCE_MARGIN, paired_comparison, paired_seed_comparison
 
 ZERO_SHOT = "zero-shot"
+MONAI_DICE = "monaiDice"  # Polyp-SAM's printed protocol (MONAI's Dice on [1, H, W])
 ARMS = (ZERO_SHOT, "decoder", "lora", "full")
 TRANSFER_FULL = "full fine-tuning beats decoder-only when a pretrained promptable segmenter is transferred to an unseen " \
                 "centre (Polyp-SAM's question)"
@@ -81,12 +82,40 @@ def _cost(result: RunResult) -> dict[str, float]:
             "peak memory (MB)": max((row.get("peak_mem_mb") or 0.0 for row in history), default=float("nan"))}
 
 
+def pretraining_table(results: list[RunResult], prompt: str = "gt-box") -> pd.DataFrame:
+    """The pretrained model the arms start from, per test set (source test split, every frame of the unseen centre):
+    Dice under both protocols, the epoch selected on the source validation split, and the plateau check (best
+    validation Dice of the last `PLATEAU_WINDOW` epochs minus the best before them). Empty on `full` (SAM's weights)."""
+    from polyplib.book.convergence import PLATEAU_WINDOW
+
+    pretrained = _pretrained(results)
+    if pretrained is None:
+        return pd.DataFrame()
+    dice = [row["val_dice"] for row in pretrained.train.history if "val_dice" in row]
+    gain = max(dice[-PLATEAU_WINDOW:]) - max(dice[:-PLATEAU_WINDOW]) if len(dice) > PLATEAU_WINDOW else float("nan")
+    return pd.DataFrame([{"test": e.key, "images": e.n, "dice": e.means.get("dice"),
+                          MONAI_DICE: e.means.get(MONAI_DICE, float("nan")),
+                          "selected epoch": pretrained.train.best_epoch, "epochs": len(dice),
+                          "best val Dice": pretrained.train.best_metric, f"val gain, last {PLATEAU_WINDOW}": gain}
+                         for e in pretrained.tests if e.prompt == prompt])
+
+
+def _fold_means(results: list[RunResult], prompt: str, metric: str) -> dict[str, np.ndarray]:
+    """Per arm, the held-out mean of each fold (empty when the stored per-image scores lack the metric)."""
+    try:
+        frame = transfer_frame(results, prompt, metric)
+    except KeyError:
+        return {}
+    return {arm: part.groupby("fold")["value"].mean().to_numpy() for arm, part in frame.groupby("arm")}
+
+
 def arm_table(results: list[RunResult], prompt: str = "gt-box", metric: str = "dice") -> pd.DataFrame:
-    """Per arm: mean ± sd over folds of the held-out mean, folds, held-out units, trainable parameters, seconds per
-    optimiser step and peak memory (process RSS on a CPU) of fine-tuning."""
+    """Per arm: mean ± sd over folds of the held-out mean (and the mean under Polyp-SAM's MONAI protocol when stored),
+    folds, held-out units, trainable parameters, seconds per optimiser step and peak memory (process RSS on a CPU)."""
     frame = transfer_frame(results, prompt, metric)
     if frame.empty:
         return pd.DataFrame()
+    monai = _fold_means(results, prompt, MONAI_DICE) if metric == "dice" else {}
     costs = {r.labels["strategy"]: [] for r in arms(results)}
     params = {}
     for result in arms(results):
@@ -100,6 +129,7 @@ def arm_table(results: list[RunResult], prompt: str = "gt-box", metric: str = "d
         cost = pd.DataFrame(costs.get(arm, [])).mean() if costs.get(arm) else pd.Series(dtype=float)
         rows.append({"arm": arm, f"{metric} mean": per_fold.mean(),
                      "sd (folds)": per_fold.std(ddof=1) if len(per_fold) > 1 else float("nan"),
+                     **({f"{MONAI_DICE} mean": monai[arm].mean()} if arm in monai else {}),
                      "folds": len(per_fold), "units": part.groupby("fold")["unit"].nunique().sum(),
                      "trainable parameters": params.get(arm, 0),
                      "s/step": cost.get("s/step", float("nan")),
