@@ -3,6 +3,7 @@ import json
 import re
 import shutil
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -287,3 +288,37 @@ def test_bench_out_under_a_file_names_the_file_that_is_in_the_way(capsys, tmp_pa
     (tmp_path / "afile.txt").write_text("mine")
     fails(capsys, ["bench", "--quick", "--out", tmp_path / "afile.txt" / "b.json"],
           f"its folder {tmp_path / 'afile.txt'} is an existing file")
+
+
+def test_two_runs_needing_one_trained_run_wait_for_each_other_but_never_for_its_training(tmp_path):
+    """Two transfer arms of `--jobs 2` reopened their pretraining run at once: one found it locked and gave up."""
+    import threading
+
+    from polyplib.campaigns.execute import run_lock, train_dependency, work_dir
+    from test_campaigns import tiny_spec
+
+    spec = tiny_spec(epochs=1).resolved("cpu")
+    work = tmp_path / "work"
+    first = train_dependency(spec, None, work, "cpu", None)
+    assert first is not None and first.complete
+
+    def hold(seconds: float) -> None:
+        with run_lock(work_dir(work, spec.run_id)) as held:
+            assert held
+            time.sleep(seconds)
+
+    holder = threading.Thread(target=hold, args=(1.0,))
+    holder.start()
+    time.sleep(0.2)
+    start = time.monotonic()
+    again = train_dependency(spec, None, work, "cpu", None)  # trained: waits for the other holder, then reopens
+    waited = time.monotonic() - start
+    holder.join()
+    assert again is not None and again.best_metric == first.best_metric and waited >= 0.5
+
+    untrained = tiny_spec(epochs=2).resolved("cpu")
+    with run_lock(work_dir(work, untrained.run_id)) as held:  # another process is training it: do not wait
+        assert held
+        start = time.monotonic()
+        assert train_dependency(untrained, None, work, "cpu", None) is None
+        assert time.monotonic() - start < 1.0

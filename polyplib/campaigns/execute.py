@@ -70,16 +70,25 @@ def unavailable(spec: RunSpec, root: str | None, device: str = "auto", work: str
     return None
 
 
+REOPEN_WAIT_S = 600.0  # how long a run waits for another process that reopens a trained run it needs too
+
+
 @contextlib.contextmanager
-def run_lock(folder: Path) -> Iterator[bool]:
-    """An exclusive lock on a run's work folder (False: another live process holds it); freed when the holder dies."""
+def run_lock(folder: Path, wait: float = 0.0) -> Iterator[bool]:
+    """An exclusive lock on a run's work folder (False: another live process still holds it after `wait` seconds);
+    freed when the holder dies."""
     folder.mkdir(parents=True, exist_ok=True)
+    until = time.monotonic() + wait
     with open(folder / ".lock", "w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= until:
+                    yield False
+                    return
+                time.sleep(0.1)
         try:
             yield True
         finally:
@@ -121,8 +130,10 @@ def _eval_entry(test: dict[str, Any], prompt: str, result, detector: dict[str, A
 
 def train_dependency(run: RunSpec, root: str | None, work: Path, device: str, deadline: float | None):
     """Train (or reopen) a run another one needs (a cascade detector, a pretraining run) in its own locked work folder;
-    None while it is incomplete or another process trains it."""
-    with run_lock(work_dir(work, run.run_id)) as mine:
+    None while it is incomplete and another process trains it. A trained one is only reopened, in seconds: two runs
+    that need it at once (two arms of `--jobs 2`) wait for each other instead of one of them giving up."""
+    trained = epochs_done(work, run.run_id) >= run.config["epochs"]
+    with run_lock(work_dir(work, run.run_id), REOPEN_WAIT_S if trained else 0.0) as mine:
         result = train_run(run, root, work, device, deadline) if mine else None
     return result if result is not None and result.complete else None
 
