@@ -106,10 +106,12 @@ def _result(strategy, fold, ids, dice, pretraining=True):
     entry = {"key": "cvc-colondb", "split": split, "protocol": protocol, "prompt": "gt-box", "n": len(ids),
              "means": {"dice": float(np.mean(dice)), "monaiDice": float(np.mean(dice)) - 0.01},
              "per_image": {"id": list(ids), "dice": list(dice), "monaiDice": [d - 0.01 for d in dice]}}
+    fill = {**entry, "prompt": "box-fill", "means": {"dice": 0.56}, "per_image": {"id": list(ids), "dice": [0.56] * len(ids)}}
     data = {"run_id": spec.run_id, "profile": "lite", "campaign": "transfer", "spec": spec.to_dict(), "provenance": {},
             "train": {"best_epoch": 1, "best_metric": 0.5, "select": "dice", "epochs": 20,
                       "history": [{"step": 10 * (k + 1), "train_time_s": 5.0, "peak_mem_mb": 100.0, "val_dice": v}
-                                  for k, v in enumerate((0.3, 0.5, 0.6, 0.61, 0.6, 0.62, 0.615))]}, "tests": [entry]}
+                                  for k, v in enumerate((0.3, 0.5, 0.6, 0.61, 0.6, 0.62, 0.615))]},
+            "tests": [entry, fill]}
     if pretraining:
         data["pretraining"] = {"run_id": spec.pretrained().run_id, "best_epoch": 25, "select": "dice",
                                "best_metric": 0.6, "train_s": 100.0}
@@ -175,7 +177,7 @@ def test_the_pretrained_model_is_reported_with_its_plateau_check():
     results = _campaign(0.1, 0.0)
     row = transfer.pretraining_table(results).iloc[0]
     assert row["test"] == "cvc-colondb" and row["images"] == len(SEGMENTS)
-    assert row["monaiDice"] == pytest.approx(row["dice"] - 0.01)
+    assert row["monaiDice"] == pytest.approx(row["dice"] - 0.01) and row["box-fill dice"] == 0.56
     assert row["val gain, last 5"] == pytest.approx(0.62 - 0.5)  # last five epochs' best over the first two's
     assert transfer.pretraining_table(results[1:]).empty  # no pretraining run stored: nothing to report
 
@@ -209,3 +211,11 @@ def test_arms_wait_for_the_run_they_start_from(tmp_path):
     assert first is todo[0]
     assert _ready(todo[1:], {"job": first}) is None  # every arm waits while the pretraining run trains
     assert _ready(todo[1:], {}) is todo[1]
+
+
+def test_each_arm_is_read_against_the_box_it_was_prompted_with():
+    text = transfer.box_fill_reading(_campaign(0.1, 0.0))  # box 0.56; zero-shot 0.53, decoder 0.58, full 0.68
+    assert "Filling the ground-truth box scores 0.560 Dice" in text
+    above, below = text.split("Above it: ")[1].split("Not above it: ")
+    assert "decoder" in above and "lora" in above and "full" in above and "zero-shot" in below
+    assert transfer.box_fill_reading([]) == ""

@@ -342,6 +342,9 @@ def transfer_section(view: CampaignView) -> Section:
     prompts = transfer.prompt_table(view.results, TRANSFER_PROMPTS)
     if not prompts.empty:
         section.table(prompts.reset_index(), f"{view.profile}: held-out Dice by arm and prompt, mean over folds")
+    reading = transfer.box_fill_reading(view.results)
+    if reading:
+        section.md(reading)
     verdicts = transfer.transfer_verdicts(view.results, view.profile, comparisons)
     section.verdict = verdicts[0]
     for verdict in verdicts:

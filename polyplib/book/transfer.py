@@ -13,6 +13,7 @@ from polyplib.campaigns.records import RunResult
 from polyplib.stats import EQUIVALENCE_MARGIN, paired_comparison, paired_seed_comparison
 
 ZERO_SHOT = "zero-shot"
+BOX_FILL = "box-fill"  # the prompt box itself as the mask: what a model must beat to have used the image
 MONAI_DICE = "monaiDice"  # Polyp-SAM's printed protocol (MONAI's Dice on [1, H, W])
 ARMS = (ZERO_SHOT, "decoder", "lora", "full")
 TRANSFER_FULL = "full fine-tuning beats decoder-only when a pretrained promptable segmenter is transferred to an unseen " \
@@ -93,8 +94,10 @@ def pretraining_table(results: list[RunResult], prompt: str = "gt-box") -> pd.Da
         return pd.DataFrame()
     dice = [row["val_dice"] for row in pretrained.train.history if "val_dice" in row]
     gain = max(dice[-PLATEAU_WINDOW:]) - max(dice[:-PLATEAU_WINDOW]) if len(dice) > PLATEAU_WINDOW else float("nan")
+    fill = {e.key: e.means.get("dice") for e in pretrained.tests if e.prompt == BOX_FILL}
     return pd.DataFrame([{"test": e.key, "images": e.n, "dice": e.means.get("dice"),
                           MONAI_DICE: e.means.get(MONAI_DICE, float("nan")),
+                          "box-fill dice": fill.get(e.key, float("nan")),
                           "selected epoch": pretrained.train.best_epoch, "epochs": len(dice),
                           "best val Dice": pretrained.train.best_metric, f"val gain, last {PLATEAU_WINDOW}": gain}
                          for e in pretrained.tests if e.prompt == prompt])
@@ -229,3 +232,22 @@ def prompt_table(results: list[RunResult], prompts: tuple[str, ...]) -> pd.DataF
             rows.append({"prompt": prompt, "arm": arm, "dice": float(np.mean(per_fold))})
     return pd.DataFrame(rows).pivot(index="arm", columns="prompt", values="dice").reindex(
         [a for a in ARMS if a in {r["arm"] for r in rows}])[list(prompts)] if rows else pd.DataFrame()
+
+
+def box_fill_reading(results: list[RunResult]) -> str:
+    """Each arm's held-out Dice (ground-truth boxes) against the box itself filled as the mask on the same images."""
+    fill = transfer_frame(results, BOX_FILL)
+    table = arm_table(results)
+    if fill.empty or table.empty:
+        return ""
+    box = fill[fill["arm"] == fill["arm"].iloc[0]].groupby("fold")["value"].mean().mean()
+    means = dict(zip(table["arm"], table["dice mean"]))
+    above = [f"{arm} ({d:.3f})" for arm, d in means.items() if d > box]
+    below = [f"{arm} ({d:.3f})" for arm, d in means.items() if d <= box]
+    text = f"**The box itself.** Filling the ground-truth box scores {box:.3f} Dice on the same held-out images."
+    if above:
+        text += f" Above it: {', '.join(above)}."
+    if below:
+        text += (f" Not above it: {', '.join(below)}: a model that scores below its own prompt has not learned to "
+                 "outline the polyp inside the box better than the box does.")
+    return text
