@@ -114,16 +114,18 @@ def _fold_means(results: list[RunResult], prompt: str, metric: str) -> dict[str,
 
 def arm_table(results: list[RunResult], prompt: str = "gt-box", metric: str = "dice") -> pd.DataFrame:
     """Per arm: mean ± sd over folds of the held-out mean (and the mean under Polyp-SAM's MONAI protocol when stored),
-    folds, held-out units, trainable parameters, seconds per optimiser step and peak memory (process RSS on a CPU)."""
+    folds, held-out units, trainable parameters, the epoch each fold selected on its validation segment, seconds per
+    optimiser step and peak memory (process RSS on a CPU)."""
     frame = transfer_frame(results, prompt, metric)
     if frame.empty:
         return pd.DataFrame()
     monai = _fold_means(results, prompt, MONAI_DICE) if metric == "dice" else {}
     costs = {r.labels["strategy"]: [] for r in arms(results)}
-    params = {}
-    for result in arms(results):
+    params, selected = {}, {}
+    for result in sorted(arms(results), key=_fold):
         strategy = result.labels["strategy"]
         costs[strategy].append(_cost(result))
+        selected.setdefault(strategy, []).append(f"{result.train.best_epoch}/{result.train.epochs}")
         params.setdefault(strategy, trainable_parameters(result))
     rows = []
     for arm in [a for a in ARMS if a in set(frame["arm"])]:
@@ -135,6 +137,7 @@ def arm_table(results: list[RunResult], prompt: str = "gt-box", metric: str = "d
                      **({f"{MONAI_DICE} mean": monai[arm].mean()} if arm in monai else {}),
                      "folds": len(per_fold), "units": part.groupby("fold")["unit"].nunique().sum(),
                      "trainable parameters": params.get(arm, 0),
+                     "selected epochs": ", ".join(selected.get(arm, [])),
                      "s/step": cost.get("s/step", float("nan")),
                      "peak memory (MB)": cost.get("peak memory (MB)", float("nan"))})
     return pd.DataFrame(rows)
