@@ -170,7 +170,8 @@ def test_the_arm_table_counts_what_each_arm_trains():
     assert trained["zero-shot"] == 0 < trained["decoder"] < trained["lora"] < trained["full"]
     assert table.loc["full", "dice mean"] == pytest.approx(table.loc["decoder", "dice mean"] + 0.1, abs=1e-3)
     assert table.loc["decoder", "s/step"] == pytest.approx(0.5) and math.isnan(table.loc["zero-shot", "s/step"])
-    assert table.loc["full", "selected epochs"] == "1/20, 1/20, 1/20" and table.loc["zero-shot", "selected epochs"] == ""
+    assert table.loc["full", "selected epoch (val Dice)"] == "1/20 (0.500), 1/20 (0.500), 1/20 (0.500)"
+    assert table.loc["zero-shot", "selected epoch (val Dice)"] == ""
     assert table["monaiDice mean"].to_numpy() == pytest.approx(table["dice mean"].to_numpy() - 0.01)
 
 

@@ -114,8 +114,9 @@ def _fold_means(results: list[RunResult], prompt: str, metric: str) -> dict[str,
 
 def arm_table(results: list[RunResult], prompt: str = "gt-box", metric: str = "dice") -> pd.DataFrame:
     """Per arm: mean ± sd over folds of the held-out mean (and the mean under Polyp-SAM's MONAI protocol when stored),
-    folds, held-out units, trainable parameters, the epoch each fold selected on its validation segment, seconds per
-    optimiser step and peak memory (process RSS on a CPU)."""
+    folds, held-out units, trainable parameters, the epoch each fold selected on its validation segment (with that
+    segment's Dice: a segment of small polyps gives selection little to go on), seconds per optimiser step and peak
+    memory (process RSS on a CPU)."""
     frame = transfer_frame(results, prompt, metric)
     if frame.empty:
         return pd.DataFrame()
@@ -125,7 +126,8 @@ def arm_table(results: list[RunResult], prompt: str = "gt-box", metric: str = "d
     for result in sorted(arms(results), key=_fold):
         strategy = result.labels["strategy"]
         costs[strategy].append(_cost(result))
-        selected.setdefault(strategy, []).append(f"{result.train.best_epoch}/{result.train.epochs}")
+        selected.setdefault(strategy, []).append(
+            f"{result.train.best_epoch}/{result.train.epochs} ({result.train.best_metric:.3f})")
         params.setdefault(strategy, trainable_parameters(result))
     rows = []
     for arm in [a for a in ARMS if a in set(frame["arm"])]:
@@ -137,7 +139,7 @@ def arm_table(results: list[RunResult], prompt: str = "gt-box", metric: str = "d
                      **({f"{MONAI_DICE} mean": monai[arm].mean()} if arm in monai else {}),
                      "folds": len(per_fold), "units": part.groupby("fold")["unit"].nunique().sum(),
                      "trainable parameters": params.get(arm, 0),
-                     "selected epochs": ", ".join(selected.get(arm, [])),
+                     "selected epoch (val Dice)": ", ".join(selected.get(arm, [])),
                      "s/step": cost.get("s/step", float("nan")),
                      "peak memory (MB)": cost.get("peak memory (MB)", float("nan"))})
     return pd.DataFrame(rows)
