@@ -212,7 +212,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     check_output_dir(args.out)
     from polyplib.data import prepare_cache
 
-    path = prepare_cache(args.name, args.out, root=args.root, image_size=args.image_size, overwrite=args.overwrite)
+    path = prepare_cache(args.name, args.out, root=args.root, image_size=args.image_size, image_format=args.format,
+                         originals=args.originals, overwrite=args.overwrite)
     _print({"name": args.name, "path": str(path)}, args.json, f"cache of {args.name} written to {path}")
     return 0
 
@@ -348,6 +349,11 @@ def _own_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace a cache of this dataset that OUT holds")
     p.add_argument("--root", help=ROOT_HELP)
     p.add_argument("--image-size", type=int, default=256, help="cached size (pixels)")
+    p.add_argument("--format", choices=("png", "webp", "jpg"), default="png",
+                   help="images: png or webp (lossless; webp ~25%% smaller) or jpg (quality 95, ~5x smaller)")
+    p.add_argument("--originals", metavar="SPLIT",
+                   help="copy this split's files unchanged (e.g. train: augmentation crops at full resolution, so "
+                        "training on the cache equals training on the dataset)")
     p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(func=cmd_prepare)
 

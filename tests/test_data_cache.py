@@ -60,7 +60,29 @@ def test_jpeg_cache_is_smaller_and_close(kvasir, tmp_path):
     assert torch.equal(lossless["mask"], lossy["mask"])
     assert 0 < (lossless["image"] - lossy["image"]).abs().mean() < 0.05
     with pytest.raises(ConfigError, match="image_format must be one of"):
-        prepare_cache("kvasir-seg", tmp_path / "x", root=kvasir, image_format="webp")
+        prepare_cache("kvasir-seg", tmp_path / "x", root=kvasir, image_format="gif")
+
+
+def test_cache_with_original_training_files_trains_and_tests_exactly_as_the_dataset(kvasir, tmp_path):
+    """Random crops are taken at the original resolution: the training split keeps its files, the rest is lossless
+    WebP at the training size, where the loader's resize changes nothing."""
+    split = get_split("kvasir-seg", "gmsrf", root=kvasir)
+    out = prepare_cache("kvasir-seg", tmp_path / "c", root=kvasir, image_size=24, image_format="webp",
+                        originals="train")
+    names = {p.name for p in (out / "Kvasir-SEG" / "images").iterdir()}
+    assert names == {f"{i}.jpg" for i in split["train"]} | {f"{i}.webp" for i in split["val"] + split["test"]}
+    for part, augment in (("train", True), ("val", False), ("test", False)):
+        cached = load_dataset("kvasir-seg", root=out, split=part, image_size=24, augment=augment, seed=5)
+        original = load_dataset("kvasir-seg", root=kvasir, split=part, image_size=24, augment=augment, seed=5)
+        for i in range(len(original)):
+            assert torch.equal(cached[i]["image"], original[i]["image"])
+            assert torch.equal(cached[i]["mask"], original[i]["mask"])
+    plain = prepare_cache("kvasir-seg", tmp_path / "p", root=kvasir, image_size=24)
+    crops = load_dataset("kvasir-seg", root=plain, split="train", image_size=24, augment=True, seed=5)
+    reference = load_dataset("kvasir-seg", root=kvasir, split="train", image_size=24, augment=True, seed=5)
+    assert any(not torch.equal(crops[i]["image"], reference[i]["image"]) for i in range(len(reference)))
+    with pytest.raises(ConfigError, match="originals='training'.*available: train, val, test"):
+        prepare_cache("kvasir-seg", tmp_path / "x", root=kvasir, image_size=24, originals="training")
 
 
 def test_pranet_evaluation_on_a_cache_equals_evaluation_on_the_original_data(kvasir, tmp_path):

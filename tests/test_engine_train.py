@@ -155,6 +155,22 @@ def test_cpu_defaults_follow_the_hardware_and_explicit_settings_win():
     assert build_optimizer(model.parameters(), get_preset("cpu-tiny")).defaults["fused"] is True
 
 
+def test_fp32_on_a_gpu_turns_tf32_off_and_mixed_precision_leaves_it_as_set(monkeypatch):
+    from polyplib.engine.precision import keep_fp32_exact
+
+    before = torch.get_float32_matmul_precision()
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
+    try:
+        torch.set_float32_matmul_precision("high")  # TF32 allowed in matrix products
+        keep_fp32_exact(torch.device("cuda"), torch.bfloat16)
+        keep_fp32_exact(torch.device("cpu"), None)
+        assert torch.backends.cudnn.allow_tf32 and torch.get_float32_matmul_precision() == "high"
+        keep_fp32_exact(torch.device("cuda"), None)
+        assert not torch.backends.cudnn.allow_tf32 and torch.get_float32_matmul_precision() == "highest"
+    finally:
+        torch.set_float32_matmul_precision(before)
+
+
 def test_auto_settings_put_the_model_in_the_memory_format_they_report(tmp_path, monkeypatch):
     from polyplib.engine import precision
 
@@ -232,3 +248,16 @@ def test_snapshot_epochs_keep_the_weights_of_those_epochs_and_a_resumed_run_writ
         config.replace(snapshot_epochs=[2, 4])
     with pytest.raises(ConfigError, match="snapshot_epochs"):
         config.replace(snapshot_epochs=[2, 1])
+
+
+def test_a_copy_outside_git_records_the_commit_it_was_copied_from(tmp_path, monkeypatch):
+    import polyplib
+    from polyplib.engine.provenance import git_commit
+
+    assert git_commit() and "(copy)" not in git_commit()  # this checkout is a git repository
+    (tmp_path / "polyplib").mkdir()
+    monkeypatch.setattr(polyplib, "__file__", str(tmp_path / "polyplib" / "__init__.py"))
+    monkeypatch.delenv("POLYPLIB_COMMIT", raising=False)
+    assert git_commit() is None
+    monkeypatch.setenv("POLYPLIB_COMMIT", "0123abc")
+    assert git_commit() == "0123abc (copy)"

@@ -1,4 +1,4 @@
-"""prepare_cache: a resized PNG copy of a dataset that is itself a data root (fast loading, easy to carry to a GPU)."""
+"""prepare_cache: a resized copy of a dataset that is itself a data root (fast loading, easy to carry to a GPU)."""
 from __future__ import annotations
 
 import json
@@ -17,18 +17,23 @@ from polyplib.data.splits import DEFAULT_SEEDS, get_split, split_dir
 from polyplib.data.transforms import apply_transform, build_transform
 from polyplib.errors import ConfigError, DataError
 
-WRITE_FLAGS = {"png": [cv2.IMWRITE_PNG_COMPRESSION, 9], "jpg": [cv2.IMWRITE_JPEG_QUALITY, 95]}
+WRITE_FLAGS = {"png": [cv2.IMWRITE_PNG_COMPRESSION, 9], "jpg": [cv2.IMWRITE_JPEG_QUALITY, 95],
+               "webp": [cv2.IMWRITE_WEBP_QUALITY, 101]}  # webp quality > 100: lossless, ~25% smaller than PNG
+MASK_FLAGS = [cv2.IMWRITE_PNG_COMPRESSION, 9, cv2.IMWRITE_PNG_BILEVEL, 1]  # 0/255 masks, 1 bit per pixel
 CACHE_MARKER = ".polyplib-cache.json"  # written last into a complete cache folder
 
 
 def prepare_cache(name: str, out_dir: str | os.PathLike, root: str | os.PathLike | None = None, image_size: int = 256,
                   split: str | None = None, *, protocol: str = "gmsrf", split_seed: int | None = None,
-                  image_format: str = "png", overwrite: bool = False) -> Path:
+                  image_format: str = "png", originals: str | None = None, overwrite: bool = False) -> Path:
     """Write <out_dir>/<same folder>/{images,masks}/<id>.png at image_size (ids, splits, boxes, original sizes kept).
 
     `image_format="jpg"` (quality 95) makes images ~5x smaller for carrying; masks are always lossless PNG, and the
     original-resolution masks are kept too (grey levels as decoded, PNG, in `masks_orig/`), so that evaluation at the
-    original resolution on a cache scores against the original ground truth. An existing cache is replaced only with
+    original resolution on a cache scores against the original ground truth. `originals` names a split (e.g. the
+    source's "train") whose image files are copied unchanged, with their binarised masks at full size: augmentation
+    crops at the original resolution, so a run trains on such a cache exactly as on the dataset (`webp` and
+    originals of the training split: the smallest carry that changes no sample). An existing cache is replaced only with
     `overwrite`; a folder of other data never, nor is a cache written inside the dataset's own folder.
     """
     if image_format not in WRITE_FLAGS:
@@ -56,14 +61,18 @@ def prepare_cache(name: str, out_dir: str | os.PathLike, root: str | os.PathLike
     (target / "masks").mkdir(parents=True)
     (target / ORIG_MASKS_DIR).mkdir(parents=True)
     transform = build_transform(image_size)
+    kept = set() if originals is None else _split_ids(name, protocol, root, split_seed, originals)
 
     def write(pair: Pair) -> tuple[str, list[int]]:
         image, mask = read_pair(pair)
         small, small_mask = apply_transform(transform, image, mask, 0)
+        if pair.id in kept:
+            shutil.copy2(pair.image_path, target / "images" / f"{pair.id}{pair.image_path.suffix.lower()}")
+            small_mask = mask  # full size, so that random crops see what they see in the dataset
         for path, array, flags in (
-                (target / "images" / f"{pair.id}.{image_format}", cv2.cvtColor(small, cv2.COLOR_RGB2BGR),
-                 WRITE_FLAGS[image_format]),
-                (target / "masks" / f"{pair.id}.png", small_mask * 255, WRITE_FLAGS["png"]),
+                *(() if pair.id in kept else ((target / "images" / f"{pair.id}.{image_format}",
+                                           cv2.cvtColor(small, cv2.COLOR_RGB2BGR), WRITE_FLAGS[image_format]),)),
+                (target / "masks" / f"{pair.id}.png", small_mask * 255, MASK_FLAGS),
                 (target / ORIG_MASKS_DIR / f"{pair.id}.png", read_grey(pair.mask_path), WRITE_FLAGS["png"])):
             if not cv2.imwrite(str(path), array, flags):
                 raise DataError(f"cannot write {path}; check free space and permissions of {out_dir}")
@@ -75,10 +84,19 @@ def prepare_cache(name: str, out_dir: str | os.PathLike, root: str | os.PathLike
     (target / ORIG_SIZES_JSON).write_text(json.dumps(sizes, indent=0, sort_keys=True))
     if (folder / BBOXES_JSON).is_file():
         shutil.copy2(folder / BBOXES_JSON, target / BBOXES_JSON)
-    (target / CACHE_MARKER).write_text(json.dumps({"name": name, "image_size": image_size, "pairs": len(sizes)}))
+    (target / CACHE_MARKER).write_text(json.dumps({"name": name, "image_size": image_size, "pairs": len(sizes),
+                                                        "originals": originals}))
     _copy_gmsrf_splits(name, root, out_dir, set(sizes), split_seed)
     _swap_in(target, final)
     return out_dir
+
+
+def _split_ids(name: str, protocol: str, root, split_seed: int | None, split: str) -> set[str]:
+    table = get_split(name, protocol, root, split_seed)
+    if split not in table:
+        raise ConfigError(f"originals={split!r}: {name} has no such split under protocol {protocol!r}; available: "
+                          f"{', '.join(table)}")
+    return set(table[split])
 
 
 def _partial_dir(target: Path) -> Path:

@@ -41,6 +41,14 @@ def resolve_precision(precision: str, device: torch.device) -> tuple[torch.dtype
     return (torch.bfloat16, False) if precision == "bf16" else (torch.float16, True)
 
 
+def keep_fp32_exact(device: torch.device, amp_dtype: torch.dtype | None) -> None:
+    """fp32 means fp32 on a GPU too: no TF32 (10 mantissa bits) in cuBLAS products or cuDNN convolutions, which
+    PyTorch allows in cuDNN by default; so a GPU trains the fp32 recipe the CPU trains (up to summation order)."""
+    if device.type == "cuda" and amp_dtype is None:
+        torch.set_float32_matmul_precision("highest")
+        torch.backends.cudnn.allow_tf32 = False
+
+
 def channels_last_for(channels_last: bool | None, device_type: str, precision: str) -> bool:
     """channels_last=None (auto): channels-last memory when training in bf16 on the CPU (oneDNN's bf16 convolutions
     are faster in NHWC: `polyplib bench`), NCHW otherwise."""

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import platform
 import subprocess
 from pathlib import Path
@@ -12,16 +13,18 @@ import polyplib
 
 
 def git_commit() -> str | None:
-    """HEAD of the checkout polyplib is imported from, `+dirty` when tracked files differ (None outside git)."""
+    """HEAD of the checkout polyplib is imported from, `+dirty` when tracked files differ; outside git (a copy sent to
+    a GPU machine without .git) $POLYPLIB_COMMIT, the commit it was copied from, marked `(copy)`; else None."""
     where = Path(polyplib.__file__).parent
+    copied = os.environ.get("POLYPLIB_COMMIT")
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=10)
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "polyplib"],
                                cwd=where.parent, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
-        return None
+        return f"{copied} (copy)" if copied else None
     if out.returncode != 0 or not out.stdout.strip():
-        return None
+        return f"{copied} (copy)" if copied else None
     return out.stdout.strip() + ("+dirty" if dirty.returncode == 0 and dirty.stdout.strip() else "")
 
 

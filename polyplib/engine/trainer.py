@@ -27,7 +27,7 @@ from polyplib.engine.checkpoint import load_checkpoint, rng_state, save_checkpoi
 from polyplib.engine.config import TrainConfig
 from polyplib.engine.distributed import DistInfo, all_gather_objects, all_reduce_sum, cleanup, init_distributed
 from polyplib.engine import precision
-from polyplib.engine.precision import autocast, resolve_channels_last, resolve_precision
+from polyplib.engine.precision import autocast, keep_fp32_exact, resolve_channels_last, resolve_precision
 from polyplib.errors import ConfigError, DivergenceError, WeightsError
 from polyplib.losses import build_loss
 from polyplib.models import create_model
@@ -321,6 +321,7 @@ class TrainingRun:
             self.device = torch.device("cuda", self.info.local_rank)
             torch.cuda.set_device(self.device)
         self.amp_dtype, use_scaler = resolve_precision(config.precision, self.device)
+        keep_fp32_exact(self.device, self.amp_dtype)
         if self.amp_dtype == torch.bfloat16 and self.device.type == "cpu" and not precision.native_bf16_cpu():
             warnings.warn("option precision=bf16: this CPU has no native bf16 (AVX512-BF16 or AMX), so autocast "
                           "emulates it, 4-10x slower than fp32 (benchmarks/bench_cpu_bf16.py); use precision=fp32 "
