@@ -96,7 +96,7 @@ def paired_comparison(a: Any, b: Any, clusters: Any = None, confidence: float = 
     p = float(stats.wilcoxon(units).pvalue) if np.any(units != 0) and len(units) > 1 else 1.0
     return {"n": int(len(diff)), "units": int(len(units)), "mean_a": float(a.mean()), "mean_b": float(b.mean()),
             "diff": float(diff.mean()), "ci_low": low, "ci_high": high, "wilcoxon_p": p,
-            "rank_biserial": rank_biserial(units)}
+            "rank_biserial": rank_biserial(units), "units_negative": int((units < 0).sum())}
 
 
 def minimum_detectable_effect(se: float, dof: float, alpha: float = ALPHA, power: float = POWER) -> float:

@@ -301,3 +301,24 @@ def test_learning_curves_average_the_seeds_of_each_model(stored_lite):
     assert [ax.get_title() for ax in fig.axes] == ["train loss", "val dice"]
     assert [line.get_label() for line in fig.axes[1].lines] == ["GMSRF-Net", "U-Net", "U-Net++"]
     assert all(list(line.get_xdata()) == [1] and list(line.get_ydata()) == [0.5] for line in fig.axes[1].lines)
+
+
+def test_a_seed_difference_the_unseen_centres_units_do_not_share_is_named_not_blamed_on_power():
+    """Holm p < 0.05 over seeds but the CI over video segments reaches 0: inconclusive, and the verdict says why."""
+    from polyplib.book.analysis import _outcome_sentence, _row_outcome
+
+    row = {"test": "cvc-colondb", "comparison": "GMSRF-Net − U-Net", "units": "12 video segments",
+           "95% CI (units)": "[-0.13, +0.00]", "ci_low": -0.127, "ci_high": 0.003, "units Δ < 0": "9 of 12",
+           "Wilcoxon p (units)": 0.052, "seed test": "Welch t", "Holm p": 0.0057, "MDE (80 %)": 0.033,
+           "seed_diff": -0.074}
+    table = pd.DataFrame([row])
+    table["outcome"] = [_row_outcome(r) for _, r in table.iterrows()]
+    assert table["outcome"].tolist() == ["inconclusive"]
+    text = _outcome_sentence("inconclusive", table)
+    assert "Holm p 0.0057" in text and "reaches 0 (Δ < 0 in 9 of 12" in text and "could have detected" not in text
+    table.loc[0, ["ci_high", "95% CI (units)"]] = [-0.01, "[-0.13, -0.01]"]
+    table["outcome"] = [_row_outcome(r) for _, r in table.iterrows()]
+    assert table["outcome"].tolist() == ["worse"]
+    table.loc[0, ["Holm p", "ci_high", "outcome"]] = [0.2, 0.003, "inconclusive"]
+    text = _outcome_sentence("inconclusive", table)
+    assert "could have detected (80 % power) are 0.03-0.03" in text and "reaches 0" not in text

@@ -254,7 +254,10 @@ def test_a_copy_outside_git_records_the_commit_it_was_copied_from(tmp_path, monk
     import polyplib
     from polyplib.engine.provenance import git_commit
 
+    monkeypatch.delenv("POLYPLIB_COMMIT", raising=False)
     assert git_commit() and "(copy)" not in git_commit()  # this checkout is a git repository
+    monkeypatch.setenv("POLYPLIB_COMMIT", "0123abc")  # named by the pack: wins over the git it was laid over
+    assert git_commit() == "0123abc (copy)"
     (tmp_path / "polyplib").mkdir()
     monkeypatch.setattr(polyplib, "__file__", str(tmp_path / "polyplib" / "__init__.py"))
     monkeypatch.delenv("POLYPLIB_COMMIT", raising=False)

@@ -105,7 +105,8 @@ def comparisons(view: CampaignView, reference: str = REFERENCE, metric: str = "d
             rows.append({"test": test, "comparison": f"{reference} − {other}", "images": paired["n"],
                          "units": f"{paired['units']} {unit}", f"Δ {metric}": paired["diff"],
                          "95% CI (units)": f"[{paired['ci_low']:+.2f}, {paired['ci_high']:+.2f}]",
-                         "ci_low": paired["ci_low"], "ci_high": paired["ci_high"], "Wilcoxon p (units)":
+                         "ci_low": paired["ci_low"], "ci_high": paired["ci_high"],
+                         "units Δ < 0": f"{paired['units_negative']} of {paired['units']}", "Wilcoxon p (units)":
                          paired["wilcoxon_p"], "seeds": f"{seeds['n_a']} v {seeds['n_b']}", "seed test": seeds["test"],
                          "seed p": seeds["p"], "MDE (80 %)": seeds["mde"], "seed_diff": seeds["diff"]})
     out = pd.DataFrame(rows)
@@ -151,12 +152,18 @@ def _evidence(row: pd.Series, metric: str = "dice") -> str:
 
 def _outcome_sentence(outcome: str, table: pd.DataFrame) -> str:
     undecided = table[table["outcome"] == "inconclusive"]
-    mdes = undecided["MDE (80 %)"].dropna()
+    across = undecided[undecided["Holm p"] < ALPHA]  # the seeds differ, the unseen centre's units do not agree
+    mdes = undecided.loc[~(undecided["Holm p"] < ALPHA), "MDE (80 %)"].dropna()
     smallest = (f" The smallest differences these seeds could have detected (80 % power) are "
                 f"{mdes.min():.2f}-{mdes.max():.2f} Dice." if len(mdes) else "")
+    split = "".join(f" {r['comparison']} on {r['test']}: the seed test finds a difference (Holm p {r['Holm p']:.2g}), "
+                    f"but the 95 % CI over {r['units']} {r['95% CI (units)']} reaches 0 (Δ < 0 in "
+                    f"{r['units Δ < 0']}, Wilcoxon p {r['Wilcoxon p (units)']:.2g}): the difference holds for "
+                    f"these training seeds but is not shown to hold across the unseen centre's videos."
+                    for _, r in across.iterrows())
     single = " Comparisons with a single seed on a side are inconclusive by construction." \
         if (undecided["seed test"] != "Welch t").any() else ""
-    return f"Verdict: **{outcome}**." + (smallest + single if outcome == "inconclusive" else "")
+    return f"Verdict: **{outcome}**." + (smallest + split + single if outcome == "inconclusive" else "")
 
 
 def generalisation_verdict(view: CampaignView) -> Verdict:

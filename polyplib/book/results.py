@@ -62,7 +62,8 @@ class CampaignView:
             return f"**Live run of campaign `{self.campaign.name}`, profile `smoke`**: {self.coverage()}."
         prov = [r.provenance for r in self.results]
         commits = sorted({short_commit(p.commit) for p in prov})
-        machines = sorted({f"{p.machine}, {p.device}" for p in prov})
+        where = Counter(p.machine if p.device in p.machine else f"{p.machine}, {p.device}" for p in prov)
+        machines = sorted(f"{m} ({n} run{'s' if n > 1 else ''})" if len(where) > 1 else m for m, n in where.items())
         dates = sorted(p.date[:10] for p in prov)
         seeds = sorted({r.labels.get("seed") for r in self.results} - {None})
         scratch = " Every model is trained **from scratch** (no pretrained weights)." if self.settings.from_scratch else ""

@@ -13,10 +13,10 @@ LABEL_ORDER = ("model", "strategy", "train", "seed")
 
 
 def short_commit(commit: str | None) -> str:
-    """The first 10 hex digits of a recorded commit, keeping its `+dirty` mark."""
+    """The first 10 hex digits of a recorded commit, keeping its `+dirty` or ` (copy)` mark."""
     if not commit:
         return "unknown"
-    return commit[:10] + ("+dirty" if commit.endswith("+dirty") else "")
+    return commit[:10] + next((mark for mark in ("+dirty", " (copy)") if commit.endswith(mark)), "")
 
 
 def result_rows(results: list[RunResult]) -> "pd.DataFrame":

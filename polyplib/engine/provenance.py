@@ -13,18 +13,21 @@ import polyplib
 
 
 def git_commit() -> str | None:
-    """HEAD of the checkout polyplib is imported from, `+dirty` when tracked files differ; outside git (a copy sent to
-    a GPU machine without .git) $POLYPLIB_COMMIT, the commit it was copied from, marked `(copy)`; else None."""
-    where = Path(polyplib.__file__).parent
+    """HEAD of the checkout polyplib is imported from, `+dirty` when tracked files differ; None outside git. A copy
+    sent elsewhere (a GPU machine's, laid over another commit or without .git) names the commit it was copied from
+    in $POLYPLIB_COMMIT, recorded as `COMMIT (copy)`."""
     copied = os.environ.get("POLYPLIB_COMMIT")
+    if copied:
+        return f"{copied} (copy)"
+    where = Path(polyplib.__file__).parent
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=10)
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "polyplib"],
                                cwd=where.parent, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
-        return f"{copied} (copy)" if copied else None
+        return None
     if out.returncode != 0 or not out.stdout.strip():
-        return f"{copied} (copy)" if copied else None
+        return None
     return out.stdout.strip() + ("+dirty" if dirty.returncode == 0 and dirty.stdout.strip() else "")
 
 
