@@ -21,17 +21,13 @@ PY=${PYTHON:-python} PACK=${PACK:-.gpu}
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} TQDM_DISABLE=1
 if [ $LITE = 1 ]; then
   $PY - "$ROOT" "$PACK/lite" <<'PY'
-import shutil
 import sys
 
 from polyplib.data import prepare_cache
-from polyplib.data.dataset import ORIG_MASKS_DIR
 
 root, out = sys.argv[1:]
 for name, originals in (("kvasir-seg", "train"), ("cvc-colondb", None)):
     path = prepare_cache(name, out, root=root, image_size=128, image_format="webp", originals=originals, overwrite=True)
-    for folder in path.glob(f"*/{ORIG_MASKS_DIR}"):  # only read at the original resolution, never by lite runs
-        shutil.rmtree(folder)
     print("cached", name, "in", path)
 PY
   $PY benchmarks/data_digest.py "$PACK/lite" kvasir-seg:none cvc-colondb:128 > "$PACK/digest.txt"

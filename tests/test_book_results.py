@@ -322,3 +322,23 @@ def test_a_seed_difference_the_unseen_centres_units_do_not_share_is_named_not_bl
     table.loc[0, ["Holm p", "ci_high", "outcome"]] = [0.2, 0.003, "inconclusive"]
     text = _outcome_sentence("inconclusive", table)
     assert "could have detected (80 % power) are 0.03-0.03" in text and "reaches 0" not in text
+
+
+def test_an_erratum_leaves_the_named_metrics_of_its_runs_out_and_the_heading_says_why(stored_lite):
+    import json
+
+    view = book.stored("lite", "cross-dataset", stored_lite)
+    wrong = sorted(view.frame["run_id"].unique())[:2]
+    folder = stored_lite / "lite" / "cross-dataset"
+    (folder / "ERRATA.json").write_text(json.dumps({"errata": [{"runs": [*wrong, "not-stored"], "metrics": ["iou"],
+                                                                "why": "scored at the wrong size."}]}))
+    view = book.stored("lite", "cross-dataset", stored_lite)
+    frame = view.frame
+    assert frame.loc[frame.run_id.isin(wrong), "iou"].isna().all()
+    assert frame.loc[~frame.run_id.isin(wrong), "iou"].notna().all() and frame["dice"].notna().all()
+    assert f"**Erratum** (2 runs: {', '.join(wrong)}): scored at the wrong size. Left out of every table: iou." \
+        in view.heading()
+    assert view.erratum_runs("iou") == {*wrong, "not-stored"} and view.erratum_runs("dice") == set()
+    (folder / "ERRATA.json").write_text(json.dumps({"errata": [{"runs": wrong}]}))
+    with pytest.raises(book_errors.DataError, match="ERRATA.json: not an errata file"):
+        book.stored("lite", "cross-dataset", stored_lite)

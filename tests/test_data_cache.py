@@ -83,6 +83,23 @@ def test_cache_with_original_training_files_trains_and_tests_exactly_as_the_data
     assert any(not torch.equal(crops[i]["image"], reference[i]["image"]) for i in range(len(reference)))
     with pytest.raises(ConfigError, match="originals='training'.*available: train, val, test"):
         prepare_cache("kvasir-seg", tmp_path / "x", root=kvasir, image_size=24, originals="training")
+    native, reference = (load_dataset("kvasir-seg", root=r, image_size=None) for r in (out, kvasir))
+    for i in range(len(reference)):  # evaluation's original-resolution masks: every split, the originals' binarised
+        assert torch.equal(native[i]["mask"], reference[i]["mask"])
+    with pytest.raises(ConfigError, match="binarised at grey > 127; use the dataset itself"):
+        load_dataset("kvasir-seg", root=out, image_size=None, mask_threshold=0)
+
+
+def test_a_cache_without_its_original_masks_refuses_original_resolution_reading(kvasir, tmp_path):
+    import shutil
+
+    from polyplib.errors import DataError
+
+    out = prepare_cache("kvasir-seg", tmp_path / "c", root=kvasir, image_size=24)
+    shutil.rmtree(out / "Kvasir-SEG" / "masks_orig")
+    assert len(load_dataset("kvasir-seg", root=out, image_size=24)) == 10  # at the cached size it is complete
+    with pytest.raises(DataError, match="without masks_orig/: original-resolution metrics would be scored at the"):
+        load_dataset("kvasir-seg", root=out, image_size=None)
 
 
 def test_pranet_evaluation_on_a_cache_equals_evaluation_on_the_original_data(kvasir, tmp_path):

@@ -297,9 +297,11 @@ def report_card(view: CampaignView, prompt: str = "none", by: str = "model") -> 
             if "hd95" not in part:
                 rows.append({**row, "missing": "HD95, NSD, polyp area (stored before the report card)"})
                 continue
-            hd95 = pd.to_numeric(part["hd95"], errors="coerce")
-            row.update({"HD95 (% diag)": hd95.median(), "NSD": pd.to_numeric(part["nsd"], errors="coerce").mean(),
-                        "HD95 undefined": int(hd95.isna().sum()), "empty predictions": int(part["pred_empty"].sum())})
+            valid = part[~part["run_id"].isin(view.erratum_runs("hd95"))]  # runs whose distances are known wrong
+            hd95 = pd.to_numeric(valid["hd95"], errors="coerce")
+            row.update({"HD95 (% diag)": hd95.median(), "NSD": pd.to_numeric(valid["nsd"], errors="coerce").mean(),
+                        "HD95 undefined": int(hd95.isna().sum()), "HD95/NSD runs": valid["run_id"].nunique(),
+                        "empty predictions": int(part["pred_empty"].sum())})
             sizes = part["area"].map(size_class)
             for name in ("small", "medium", "large"):
                 chosen = part.loc[sizes == name, "dice"]

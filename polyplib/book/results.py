@@ -13,6 +13,7 @@ import pandas as pd
 from polyplib.book.profiles import REPO_ROOT
 from polyplib.campaigns import Campaign, Context, Store, coverage, get_campaigns, result_rows, run_campaigns
 from polyplib.campaigns.collect import missing_runs, recipe_name, short_commit
+from polyplib.campaigns.store import Erratum
 from polyplib.campaigns.profiles import BookProfile, profile_settings
 from polyplib.campaigns.records import RunResult
 from polyplib.campaigns.runner import select
@@ -32,6 +33,7 @@ class CampaignView:
     results: list[RunResult]
     work: Path | None = None
     failures: dict[str, str] = dataclasses.field(default_factory=dict)  # declared run's label -> why it diverged
+    errata: list[Erratum] = dataclasses.field(default_factory=list)  # stored metrics known to be wrong, left out
 
     @property
     def profile(self) -> str:
@@ -39,8 +41,16 @@ class CampaignView:
 
     @property
     def frame(self) -> pd.DataFrame:
-        """One row per run x test set (x prompt): labels, kind and every metric mean."""
-        return result_rows(self.results)
+        """One row per run x test set (x prompt): labels, kind and every metric mean (NaN where an erratum applies)."""
+        frame = result_rows(self.results)
+        for erratum in self.errata if not frame.empty else ():
+            rows, metrics = frame["run_id"].isin(erratum.runs), [m for m in erratum.metrics if m in frame]
+            frame.loc[rows, metrics] = float("nan")
+        return frame
+
+    def erratum_runs(self, metric: str) -> set[str]:
+        """The runs whose stored `metric` an erratum says is wrong."""
+        return {run for e in self.errata if metric in e.metrics for run in e.runs}
 
     def coverage(self) -> str:
         return coverage(self.campaign, self.results)
@@ -70,7 +80,14 @@ class CampaignView:
         return (f"**Profile `{self.profile}`, campaign `{self.campaign.name}`** ({self.settings.description}): "
                 f"{self.coverage()}; seeds {seeds}; commit(s) {', '.join(commits)}; {'; '.join(machines)}; "
                 f"{dates[0]}{' to ' + dates[-1] if dates[-1] != dates[0] else ''}.{scratch}{recipes_text(self.results)}"
-                f"{self.missing_text()}")
+                f"{self.missing_text()}{self.errata_text()}")
+
+    def errata_text(self) -> str:
+        """Markdown sentences: which stored metrics of which runs are left out, and why."""
+        present = {r.run_id for r in self.results}
+        return "".join(f" **Erratum** ({len(set(e.runs) & present)} runs: {', '.join(sorted(set(e.runs) & present))}):"
+                       f" {e.why} Left out of every table: {', '.join(e.metrics)}."
+                       for e in self.errata if set(e.runs) & present)
 
     def missing_text(self) -> str:
         """Markdown sentence naming the declared runs no stored result fulfils, and why those that diverged did."""
@@ -130,7 +147,8 @@ def stored(profile: str, name: str, results_dir: str | Path | None = None) -> Ca
     settings = profile_settings(profile)
     (declared,) = get_campaigns(settings, [name])
     store = Store(Path(results_dir or RESULTS_DIR), profile, name)
-    return CampaignView(settings, declared, store.results_for(declared.runs), failures=failures(store, declared.runs))
+    return CampaignView(settings, declared, store.results_for(declared.runs), failures=failures(store, declared.runs),
+                        errata=store.errata())
 
 
 def stored_views(name: str, exclude: str | None = None, results_dir: str | Path | None = None) -> list[CampaignView]:

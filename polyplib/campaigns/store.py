@@ -1,8 +1,10 @@
 """The results store: one small JSON file per finished run, `results/<profile>/<campaign>/<run-id>.json`, and one per
 run that diverged, `.../failed/<run-id>.json` (why, with its training log), so a missing run says why it is missing.
-They are read as typed records (`campaigns.records`)."""
+They are read as typed records (`campaigns.records`). A campaign folder's `ERRATA.json` names metrics of stored runs
+known to be wrong (`Erratum`): the files stay as written, the book leaves those metrics out and says why."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
 from pathlib import Path
@@ -15,6 +17,18 @@ from polyplib.atomic import write_json_atomic
 from polyplib.campaigns.integrity import checksum, inconsistency
 from polyplib.campaigns.records import FAILURE_FORMAT, RESULT_FORMAT, FailureRecord, RunResult
 from polyplib.errors import DataError
+
+ERRATA_FILE = "ERRATA.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class Erratum:
+    """Metrics of some stored runs that are known to be wrong, and why (read from a campaign's `ERRATA.json`)."""
+
+    runs: tuple[str, ...]
+    metrics: tuple[str, ...]
+    why: str
+
 
 REQUIRED = ("format", "run_id", "profile", "campaign", "spec", "provenance", "train", "tests")
 
@@ -55,6 +69,18 @@ class Store:
         if self.find(spec) is not None:
             return None
         return next((self.path(f.run_id) for f in spec.equivalents() if self.has(f.run_id)), None)
+
+    def errata(self) -> list[Erratum]:
+        """The campaign's errata: `ERRATA.json` = {"errata": [{"runs": [...], "metrics": [...], "why": "..."}]}."""
+        path = self.folder / ERRATA_FILE
+        if not path.is_file():
+            return []
+        try:
+            return [Erratum(tuple(e["runs"]), tuple(e["metrics"]), str(e["why"]))
+                    for e in json.loads(path.read_text())["errata"]]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise DataError(f"{path}: not an errata file ({exc}); expected {{\"errata\": [{{\"runs\": [...], "
+                            f"\"metrics\": [...], \"why\": \"...\"}}]}}; fix or remove it") from exc
 
     def results_for(self, specs) -> list[RunResult]:
         """The stored results that fulfil `specs` (`find`), in their order."""

@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 from tqdm.auto import tqdm
 
-from polyplib.data.dataset import BBOXES_JSON, ORIG_MASKS_DIR, ORIG_SIZES_JSON, load_dataset
+from polyplib.data.dataset import BBOXES_JSON, CACHE_MARKER, ORIG_MASKS_DIR, ORIG_SIZES_JSON, load_dataset
 from polyplib.data.io import Pair, read_grey, read_pair
 from polyplib.data.registry import data_root, locate
 from polyplib.data.splits import DEFAULT_SEEDS, get_split, split_dir
@@ -20,7 +20,6 @@ from polyplib.errors import ConfigError, DataError
 WRITE_FLAGS = {"png": [cv2.IMWRITE_PNG_COMPRESSION, 9], "jpg": [cv2.IMWRITE_JPEG_QUALITY, 95],
                "webp": [cv2.IMWRITE_WEBP_QUALITY, 101]}  # webp quality > 100: lossless, ~25% smaller than PNG
 MASK_FLAGS = [cv2.IMWRITE_PNG_COMPRESSION, 9, cv2.IMWRITE_PNG_BILEVEL, 1]  # 0/255 masks, 1 bit per pixel
-CACHE_MARKER = ".polyplib-cache.json"  # written last into a complete cache folder
 
 
 def prepare_cache(name: str, out_dir: str | os.PathLike, root: str | os.PathLike | None = None, image_size: int = 256,
@@ -31,10 +30,10 @@ def prepare_cache(name: str, out_dir: str | os.PathLike, root: str | os.PathLike
     `image_format="jpg"` (quality 95) makes images ~5x smaller for carrying; masks are always lossless PNG, and the
     original-resolution masks are kept too (grey levels as decoded, PNG, in `masks_orig/`), so that evaluation at the
     original resolution on a cache scores against the original ground truth. `originals` names a split (e.g. the
-    source's "train") whose image files are copied unchanged, with their binarised masks at full size: augmentation
-    crops at the original resolution, so a run trains on such a cache exactly as on the dataset (`webp` and
-    originals of the training split: the smallest carry that changes no sample). An existing cache is replaced only with
-    `overwrite`; a folder of other data never, nor is a cache written inside the dataset's own folder.
+    source's "train") whose image files are copied unchanged, with their masks binarised (grey > 127) at full size:
+    augmentation crops at the original resolution, so a run trains on such a cache exactly as on the dataset (`webp`
+    and originals of the training split: the smallest carry that changes no sample). An existing cache is replaced
+    only with `overwrite`; a folder of other data never, nor is a cache written inside the dataset's own folder.
     """
     if image_format not in WRITE_FLAGS:
         raise ConfigError(f"image_format must be one of {sorted(WRITE_FLAGS)}; got {image_format!r}")
@@ -73,7 +72,8 @@ def prepare_cache(name: str, out_dir: str | os.PathLike, root: str | os.PathLike
                 *(() if pair.id in kept else ((target / "images" / f"{pair.id}.{image_format}",
                                            cv2.cvtColor(small, cv2.COLOR_RGB2BGR), WRITE_FLAGS[image_format]),)),
                 (target / "masks" / f"{pair.id}.png", small_mask * 255, MASK_FLAGS),
-                (target / ORIG_MASKS_DIR / f"{pair.id}.png", read_grey(pair.mask_path), WRITE_FLAGS["png"])):
+                (target / ORIG_MASKS_DIR / f"{pair.id}.png", *((mask * 255, MASK_FLAGS) if pair.id in kept else
+                                                                (read_grey(pair.mask_path), WRITE_FLAGS["png"])))):
             if not cv2.imwrite(str(path), array, flags):
                 raise DataError(f"cannot write {path}; check free space and permissions of {out_dir}")
         return pair.id, list(dataset.orig_sizes.get(pair.id, image.shape[:2]))

@@ -22,6 +22,7 @@ from polyplib.errors import ConfigError, DataError
 BBOXES_JSON = "kavsir_bboxes.json"
 ORIG_SIZES_JSON = "orig_sizes.json"
 ORIG_MASKS_DIR = "masks_orig"  # prepare_cache: the original-resolution masks, lossless
+CACHE_MARKER = ".polyplib-cache.json"  # prepare_cache writes it last into a complete cache folder
 
 
 def read_cached_original(pair: Pair, masks_dir: Path, mask_threshold: int = 127) -> tuple[np.ndarray, np.ndarray]:
@@ -123,6 +124,18 @@ def _folder_extras(folder: Path) -> dict:
             "annotated_boxes": read_annotated_boxes(boxes) if boxes.is_file() else None}
 
 
+def _check_cache_at_original_size(folder: Path, mask_threshold: int) -> None:
+    """A cache read at the original resolution (evaluation's second protocol) needs its original masks, with their
+    grey levels where the threshold is not the one its `originals` split was binarised at."""
+    if not (folder / ORIG_MASKS_DIR).is_dir():
+        raise DataError(f"{folder} is a cache without {ORIG_MASKS_DIR}/: original-resolution metrics would be scored at "
+                        "the cached size; rebuild it with `polyplib prepare` and keep that folder")
+    originals = _read_json(folder / CACHE_MARKER).get("originals")
+    if originals and mask_threshold != 127:
+        raise ConfigError(f"mask_threshold={mask_threshold}: {folder} keeps the masks of its {originals!r} split "
+                          "binarised at grey > 127; use the dataset itself for another threshold")
+
+
 def load_dataset(name: str, root: str | os.PathLike | None = None, split: str | None = None, *,
                  image_size: int | None = 256, augment: bool = False, seed: int = 0, protocol: str = "gmsrf",
                  split_seed: int | None = None, check: bool = True, mask_threshold: int = 127,
@@ -143,7 +156,8 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, split: str | 
         folder = locate(name, root)[0]
         pairs, tag, where = find_pairs(name, root), name, str(folder)
         reader = read_pair if mask_threshold == 127 else partial(read_pair, mask_threshold=mask_threshold)
-        if image_size is None and (folder / ORIG_MASKS_DIR).is_dir():  # a prepared cache, read at original size
+        if image_size is None and (folder / CACHE_MARKER).is_file():  # a prepared cache, read at original size
+            _check_cache_at_original_size(folder, mask_threshold)
             reader = partial(read_cached_original, masks_dir=folder / ORIG_MASKS_DIR, mask_threshold=mask_threshold)
         extras = _folder_extras(folder)
     if split is not None:
