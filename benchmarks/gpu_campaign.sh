@@ -28,7 +28,8 @@ cp -n "results/$PROFILE/$CAMPAIGN/"*.json "$STATE/results/$PROFILE/$CAMPAIGN/" 2
   if [ -d "$PACK/wheels" ] && ! $PY -c "import albumentations, monai" 2>/dev/null; then
     $PY -m pip install -q --no-deps --no-index "$PACK"/wheels/*.whl 2>&1 | tail -3
   fi
-  $PY -c "import torch, polyplib; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.is_available())"
+  $PY -c "import torch, polyplib; print('torch', torch.__version__, 'cuda', torch.version.cuda,
+    torch.cuda.is_available())"
   if [ -f "$PACK/digest.txt" ]; then
     read -r -a SPECS <<< "$(awk '{print $1 ":" ($2 == "stored" ? "none" : $2)}' "$PACK/digest.txt" | tr '\n' ' ')"
     $PY benchmarks/data_digest.py "$PACK/lite" "${SPECS[@]}" > "$STATE/digest.txt"

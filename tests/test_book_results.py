@@ -330,7 +330,8 @@ def test_an_erratum_leaves_the_named_metrics_of_its_runs_out_and_the_heading_say
     view = book.stored("lite", "cross-dataset", stored_lite)
     wrong = sorted(view.frame["run_id"].unique())[:2]
     folder = stored_lite / "lite" / "cross-dataset"
-    (folder / "ERRATA.json").write_text(json.dumps({"errata": [{"runs": [*wrong, "not-stored"], "metrics": ["iou"],
+    (folder / "errata").mkdir()
+    (folder / "errata" / "ERRATA.json").write_text(json.dumps({"errata": [{"runs": [*wrong, "not-stored"], "metrics": ["iou"],
                                                                 "why": "scored at the wrong size."}]}))
     view = book.stored("lite", "cross-dataset", stored_lite)
     frame = view.frame
@@ -339,6 +340,6 @@ def test_an_erratum_leaves_the_named_metrics_of_its_runs_out_and_the_heading_say
     assert f"**Erratum** (2 runs: {', '.join(wrong)}): scored at the wrong size. Left out of every table: iou." \
         in view.heading()
     assert view.erratum_runs("iou") == {*wrong, "not-stored"} and view.erratum_runs("dice") == set()
-    (folder / "ERRATA.json").write_text(json.dumps({"errata": [{"runs": wrong}]}))
+    (folder / "errata" / "ERRATA.json").write_text(json.dumps({"errata": [{"runs": wrong}]}))
     with pytest.raises(book_errors.DataError, match="ERRATA.json: not an errata file"):
         book.stored("lite", "cross-dataset", stored_lite)

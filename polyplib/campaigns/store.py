@@ -1,7 +1,7 @@
 """The results store: one small JSON file per finished run, `results/<profile>/<campaign>/<run-id>.json`, and one per
 run that diverged, `.../failed/<run-id>.json` (why, with its training log), so a missing run says why it is missing.
-They are read as typed records (`campaigns.records`). A campaign folder's `ERRATA.json` names metrics of stored runs
-known to be wrong (`Erratum`): the files stay as written, the book leaves those metrics out and says why."""
+They are read as typed records (`campaigns.records`). A campaign folder's `errata/ERRATA.json` names metrics of
+stored runs known to be wrong (`Erratum`): the files stay as written, the book leaves those metrics out and says why."""
 from __future__ import annotations
 
 import dataclasses
@@ -18,12 +18,12 @@ from polyplib.campaigns.integrity import checksum, inconsistency
 from polyplib.campaigns.records import FAILURE_FORMAT, RESULT_FORMAT, FailureRecord, RunResult
 from polyplib.errors import DataError
 
-ERRATA_FILE = "ERRATA.json"
+ERRATA_FILE = "errata/ERRATA.json"  # beside failed/: never read as a run's result
 
 
 @dataclasses.dataclass(frozen=True)
 class Erratum:
-    """Metrics of some stored runs that are known to be wrong, and why (read from a campaign's `ERRATA.json`)."""
+    """Metrics of some stored runs that are known to be wrong, and why (a campaign's `errata/ERRATA.json`)."""
 
     runs: tuple[str, ...]
     metrics: tuple[str, ...]
@@ -71,7 +71,7 @@ class Store:
         return next((self.path(f.run_id) for f in spec.equivalents() if self.has(f.run_id)), None)
 
     def errata(self) -> list[Erratum]:
-        """The campaign's errata: `ERRATA.json` = {"errata": [{"runs": [...], "metrics": [...], "why": "..."}]}."""
+        """The campaign's errata, from `errata/ERRATA.json`: {"errata": [{"runs", "metrics", "why"}, ...]}."""
         path = self.folder / ERRATA_FILE
         if not path.is_file():
             return []
