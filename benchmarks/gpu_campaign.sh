@@ -7,14 +7,16 @@
 # The store and the checkpoints live outside the tree (/tmp/polyplib-gpu), so a second call on the same machine
 # resumes what a first one left at its --budget. Each finished result is copied to $OUT as it lands.
 # Usage: OUT=DIR benchmarks/gpu_campaign.sh PROFILE CAMPAIGN [--device cuda] [--jobs 4] [--threads 4] [--budget 500s]
+#        [--only GLOB] [--again]   (--again: rerun the selected runs although results/ holds them; they come back)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PROFILE=${1:?usage: gpu_campaign.sh PROFILE CAMPAIGN [options]} CAMPAIGN=${2:?campaign name}; shift 2
-DEVICE=cuda JOBS=4 THREADS=4 BUDGET=500s PACK=.gpu STATE=${STATE:-/tmp/polyplib-gpu}
+DEVICE=cuda JOBS=4 THREADS=4 BUDGET=500s PACK=.gpu STATE=${STATE:-/tmp/polyplib-gpu} ONLY=() AGAIN=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --device) DEVICE=$2; shift 2;; --jobs) JOBS=$2; shift 2;; --threads) THREADS=$2; shift 2;;
-    --budget) BUDGET=$2; shift 2;; --pack) PACK=$2; shift 2;; *) echo "gpu_campaign.sh: unknown option $1" >&2; exit 2;;
+    --budget) BUDGET=$2; shift 2;; --pack) PACK=$2; shift 2;; --only) ONLY=(--only "$2"); shift 2;;
+    --again) AGAIN=1; shift;; *) echo "gpu_campaign.sh: unknown option $1" >&2; exit 2;;
   esac
 done
 OUT=${OUT:?set OUT to the folder whose files come back}
@@ -22,7 +24,7 @@ PY=${PYTHON:-python3}
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} TQDM_DISABLE=1 PYTHONUNBUFFERED=1
 [ -f "$PACK/commit" ] && export POLYPLIB_COMMIT=$(cat "$PACK/commit")
 mkdir -p "$OUT" "$STATE/results/$PROFILE/$CAMPAIGN"
-cp -n "results/$PROFILE/$CAMPAIGN/"*.json "$STATE/results/$PROFILE/$CAMPAIGN/" 2>/dev/null  # runs already stored
+[ $AGAIN = 1 ] || cp -n "results/$PROFILE/$CAMPAIGN/"*.json "$STATE/results/$PROFILE/$CAMPAIGN/" 2>/dev/null  # stored
 {
   date -u; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null
   if [ -d "$PACK/wheels" ] && ! $PY -c "import albumentations, monai" 2>/dev/null; then
@@ -39,12 +41,12 @@ cp -n "results/$PROFILE/$CAMPAIGN/"*.json "$STATE/results/$PROFILE/$CAMPAIGN/" 2
 } > "$OUT/env.txt" 2>&1
 copy_results() {  # finished results (not the ones carried in) to $OUT
   for f in "$STATE/results/$PROFILE/$CAMPAIGN/"*.json; do
-    [ -f "$f" ] && [ ! -f "results/$PROFILE/$CAMPAIGN/$(basename "$f")" ] && cp -u "$f" "$OUT/"
+    [ -f "$f" ] && { [ $AGAIN = 1 ] || [ ! -f "results/$PROFILE/$CAMPAIGN/$(basename "$f")" ]; } && cp -u "$f" "$OUT/"
   done
 }
 ( while sleep 10; do copy_results; done ) & WATCH=$!
 ARGS=(--root "$PACK/lite" --results "$STATE/results" --work "$STATE/work" --device "$DEVICE" --threads "$THREADS")
-$PY -m polyplib campaign run "$PROFILE" "$CAMPAIGN" "${ARGS[@]}" --jobs "$JOBS" --budget "$BUDGET" \
+$PY -m polyplib campaign run "$PROFILE" "$CAMPAIGN" "${ARGS[@]}" "${ONLY[@]}" --jobs "$JOBS" --budget "$BUDGET" \
   >> "$OUT/campaign.log" 2>&1; status=$?
 kill $WATCH 2>/dev/null; copy_results
 $PY -m polyplib campaign plan "$PROFILE" "$CAMPAIGN" --root "$PACK/lite" --results "$STATE/results" >> "$OUT/campaign.log" 2>&1
