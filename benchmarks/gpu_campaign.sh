@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One lite campaign on a GPU machine, in the CPU's recipe (fp32: TF32 off, `keep_fp32_exact`), from a carried pack:
-#   .gpu/lite     the data root (`polyplib prepare NAME --format webp --image-size 128 [--originals train]`: the
+#   .gpu/lite     the data root (or .gpu/lite.tgz, unpacked first) (`polyplib prepare NAME --format webp --image-size 128 [--originals train]`: the
 #                 training split's files unchanged, the rest lossless at 128 px: the samples of the dataset itself);
 #   .gpu/wheels   the packages the GPU image lacks (benchmarks/gpu_pack.sh); .gpu/digest.txt, .gpu/commit: what the
 #                 data decodes to here (benchmarks/data_digest.py) and the commit the tree was copied from.
@@ -23,6 +23,7 @@ OUT=${OUT:?set OUT to the folder whose files come back}
 PY=${PYTHON:-python3}
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} TQDM_DISABLE=1 PYTHONUNBUFFERED=1
 [ -f "$PACK/commit" ] && export POLYPLIB_COMMIT=$(cat "$PACK/commit")
+[ -d "$PACK/lite" ] || tar -xzf "$PACK/lite.tgz" -C "$PACK" || { echo "no $PACK/lite or $PACK/lite.tgz" >&2; exit 2; }
 mkdir -p "$OUT" "$STATE/results/$PROFILE/$CAMPAIGN"
 [ $AGAIN = 1 ] || cp -n "results/$PROFILE/$CAMPAIGN/"*.json "$STATE/results/$PROFILE/$CAMPAIGN/" 2>/dev/null  # stored
 {

@@ -2,7 +2,7 @@
 # What travels to a GPU machine beside the working tree (carry it by name: `.gpu`; ../shared does not travel):
 #   .gpu/data    a compact cache of every dataset under ROOT (images at 256 px as JPEG, masks at the original size as
 #                PNG: `polyplib.data.prepare_cache`), itself a data root, for benchmarks/gpu_run.sh --data .gpu/data;
-#   .gpu/lite    with --lite instead: the lite profile's data exactly (benchmarks/gpu_campaign.sh): Kvasir-SEG's
+#   .gpu/lite.tgz  with --lite instead: the lite profile's data exactly (benchmarks/gpu_campaign.sh): Kvasir-SEG's
 #                GMSRF training split as the original files (augmentation crops at full resolution), every other image
 #                at 128 px as lossless WebP, where the loader's resize changes nothing; plus .gpu/digest.txt (what it
 #                decodes to here, checked there) and .gpu/commit (the commit the tree is copied from);
@@ -32,6 +32,8 @@ for name, originals in (("kvasir-seg", "train"), ("cvc-colondb", None)):
 PY
   $PY benchmarks/data_digest.py "$PACK/lite" kvasir-seg:none cvc-colondb:128 > "$PACK/digest.txt"
   git rev-parse HEAD > "$PACK/commit"
+  # one archive: its ~4,000 small files would count ~10 MiB of disk blocks against the transfer's 64 MiB
+  tar -czf "$PACK/lite.tgz" -C "$PACK" lite && rm -rf "$PACK/lite"
 else
   $PY - "$ROOT" "$PACK/data" <<'PY'
 import sys
