@@ -121,3 +121,27 @@ def test_report_card_scores_may_be_null_where_undefined_but_must_average_to_thei
     assert "mean hd95 2.0 but its per-image scores average 3.000000" in _entry_problem(entry)
     entry["means"]["hd95"], entry["per_image"]["hd95"][0] = 3.0, "n/a"
     assert "per-image hd95 scores that are not 3 numbers" in _entry_problem(entry)
+
+
+def test_each_erratum_names_stored_runs_and_metrics_and_the_areas_it_keeps_agree_with_the_other_runs():
+    """An erratum's runs and metrics exist; where it keeps the polyp areas, every image falls in the size class the
+    campaign's other runs (scored at the original resolution) give it."""
+    from polyplib.book.analysis import size_class
+
+    for folder in sorted((REPO / "results").glob("*/*/errata")):
+        profile, name = folder.parent.parent.name, folder.parent.name
+        store = Store(REPO / "results", profile, name)
+        results = {r.run_id: r for r in store.results()}
+        for erratum in store.errata():
+            assert set(erratum.runs) <= set(results) and erratum.why
+            listed = {m for r in erratum.runs for e in results[r].tests for m in e.means}
+            assert set(erratum.metrics) <= listed
+            if "area" in erratum.metrics:
+                continue
+            for test in {e.key for r in results.values() for e in r.tests}:
+                classes = {}
+                for result in results.values():
+                    entry = result.entry(test)
+                    for image, area in zip(entry.per_image["id"], entry.per_image["area"]):
+                        classes.setdefault(image, set()).add(size_class(area))
+                assert all(len(c) == 1 for c in classes.values()), (name, test)
