@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One lite campaign on a GPU machine, in the CPU's recipe (fp32: TF32 off, `keep_fp32_exact`), from a carried pack:
-#   .gpu/lite     the data root (or .gpu/lite.tgz, unpacked first) (`polyplib prepare NAME --format webp --image-size 128 [--originals train]`: the
-#                 training split's files unchanged, the rest lossless at 128 px: the samples of the dataset itself);
+#   .gpu/lite.tgz the data root, unpacked first (benchmarks/gpu_pack.sh ROOT --lite: the training split's files
+#                 unchanged, the rest lossless at 128 px: the samples of the dataset itself);
 #   .gpu/wheels   the packages the GPU image lacks (benchmarks/gpu_pack.sh); .gpu/digest.txt, .gpu/commit: what the
 #                 data decodes to here (benchmarks/data_digest.py) and the commit the tree was copied from.
 # The store and the checkpoints live outside the tree (/tmp/polyplib-gpu), so a second call on the same machine

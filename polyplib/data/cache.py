@@ -64,16 +64,17 @@ def prepare_cache(name: str, out_dir: str | os.PathLike, root: str | os.PathLike
 
     def write(pair: Pair) -> tuple[str, list[int]]:
         image, mask = read_pair(pair)
-        small, small_mask = apply_transform(transform, image, mask, 0)
-        if pair.id in kept:
+        if pair.id in kept:  # the file itself, and its mask at full size: random crops see what they see in the data
             shutil.copy2(pair.image_path, target / "images" / f"{pair.id}{pair.image_path.suffix.lower()}")
-            small_mask = mask  # full size, so that random crops see what they see in the dataset
-        for path, array, flags in (
-                *(() if pair.id in kept else ((target / "images" / f"{pair.id}.{image_format}",
-                                           cv2.cvtColor(small, cv2.COLOR_RGB2BGR), WRITE_FLAGS[image_format]),)),
-                (target / "masks" / f"{pair.id}.png", small_mask * 255, MASK_FLAGS),
-                (target / ORIG_MASKS_DIR / f"{pair.id}.png", *((mask * 255, MASK_FLAGS) if pair.id in kept else
-                                                                (read_grey(pair.mask_path), WRITE_FLAGS["png"])))):
+            files = ((target / "masks" / f"{pair.id}.png", mask * 255, MASK_FLAGS),
+                     (target / ORIG_MASKS_DIR / f"{pair.id}.png", mask * 255, MASK_FLAGS))
+        else:
+            small, small_mask = apply_transform(transform, image, mask, 0)
+            files = ((target / "images" / f"{pair.id}.{image_format}", cv2.cvtColor(small, cv2.COLOR_RGB2BGR),
+                      WRITE_FLAGS[image_format]),
+                     (target / "masks" / f"{pair.id}.png", small_mask * 255, MASK_FLAGS),
+                     (target / ORIG_MASKS_DIR / f"{pair.id}.png", read_grey(pair.mask_path), WRITE_FLAGS["png"]))
+        for path, array, flags in files:
             if not cv2.imwrite(str(path), array, flags):
                 raise DataError(f"cannot write {path}; check free space and permissions of {out_dir}")
         return pair.id, list(dataset.orig_sizes.get(pair.id, image.shape[:2]))
