@@ -24,6 +24,7 @@ from polyplib.engine.checkpoint import load_checkpoint
 from polyplib.engine.config import TrainConfig
 from polyplib.engine.kinds import kind_of
 from polyplib.engine.provenance import provenance
+from polyplib.engine.precision import keep_fp32_exact
 from polyplib.engine.trainer import FORMAT, forward, resolve_device
 from polyplib.errors import ConfigError, DataError, DivergenceError, WeightsError
 from polyplib.outputs import check_output_dir, check_positive, check_probability
@@ -193,6 +194,7 @@ def evaluate(model: nn.Module | str | Path | None, dataset: str, *, out_dir: str
         out_dir = default_eval_dir(checkpoint, dataset, split)
     out = check_output_dir(out_dir)
     dev = resolve_device(device)
+    keep_fp32_exact(dev, None)  # evaluation forwards in fp32: no TF32 on a GPU either
     labels = {}
     if predict_fn is None:
         if model is None:
@@ -359,6 +361,7 @@ def predict_folder(checkpoint: str | Path, input_dir: str | Path, out_dir: str |
     check_positive(image_size, "--image-size")
     check_probability(threshold, "--threshold")
     dev = resolve_device(device)
+    keep_fp32_exact(dev, None)  # evaluation forwards in fp32: no TF32 on a GPU either
     model, config = load_trained_model(checkpoint, dev)
     if getattr(model, "extra_inputs", ()):
         raise ConfigError(f"{checkpoint}: {config.model!r} needs {tuple(model.extra_inputs)} besides the image, which "
